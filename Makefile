@@ -1,0 +1,48 @@
+# The two front-door commands: `make run` and `make test`. Both create .venv when missing and install
+# with constraints.txt (it pins torch: an unpinned torch pulls a multi-GB CUDA build on CPU machines).
+# A stamp per (extras, pyproject.toml, constraints.txt) makes the second call skip the install.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+PYTEST_ARGS ?=
+SPEC ?= search_spaces/quickstart.yaml
+
+.PHONY: run test test-all bench install install-test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.stamp-run: pyproject.toml constraints.txt | $(PY)
+	$(PIP) install -c constraints.txt torch==2.13.0
+	$(PIP) install -c constraints.txt -e .
+	@touch $@
+
+# tests also install the dgl extra so that the classic-ALIGNN (DGL) paths run too
+$(VENV)/.stamp-test: pyproject.toml constraints.txt | $(PY)
+	$(PIP) install -c constraints.txt torch==2.13.0
+	$(PIP) install -c constraints.txt -e '.[test,dgl]'
+	@touch $@
+
+install: $(VENV)/.stamp-run
+install-test: $(VENV)/.stamp-test
+
+# Until the search runner lands (issue 4: `tlsearch run $(SPEC)`), `make run` prepares the quickstart's
+# real data: the matminer2018 fine-tuning sets (dielectric, piezoelectric) and pre-training source (flla_2015).
+QUICKSTART_DATA := matminer2018:dielectric_constant matminer2018:piezoelectric_tensor matminer2018:flla_2015
+run: $(VENV)/.stamp-run
+	@for ref in $(QUICKSTART_DATA); do $(VENV)/bin/tlsearch data prepare $$ref || exit $$?; done
+	$(VENV)/bin/tlsearch data describe matminer2018:dielectric_constant
+
+test: $(VENV)/.stamp-test
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(VENV)/.stamp-test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.stamp-test
+	$(PY) benchmarks/graphs.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
