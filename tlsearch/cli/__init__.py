@@ -1,0 +1,1 @@
+"""The ``tlsearch`` command line."""

@@ -1,0 +1,61 @@
+"""Entry point: ``tlsearch``. User mistakes print one clear line and exit with code 2, no traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from tlsearch import __version__
+from tlsearch.cli.data_cmd import data_app
+from tlsearch.errors import UserInputError
+
+app = typer.Typer(
+    name="tlsearch",
+    help="Find the best transfer-learning strategy for ALIGNN materials-property models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")
+err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tlsearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """tlsearch: pre-train / fine-tune strategy search for ALIGNN on Ray Tune + Optuna."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        rc = app(args=argv, prog_name="tlsearch", standalone_mode=False)
+    except UserInputError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return _exit(exc.exit_code, argv)
+    except click.exceptions.UsageError as exc:
+        exc.show()
+        return _exit(2, argv)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return _exit(130, argv)
+    return _exit(rc if isinstance(rc, int) else 0, argv)
+
+
+def _exit(code: int, argv: list[str] | None) -> int:
+    if argv is None:  # console-script use
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    main()
