@@ -27,19 +27,19 @@ CacheOpt = typer.Option(None, "--cache", help="Cache directory (default $TLSEARC
 @data_app.command("list")
 def list_cmd() -> None:
     """Sources, their datasets and properties."""
-    table = Table(title="tlsearch data sources", show_lines=True)
-    for col in ("ref", "properties", "size", "description"):
-        table.add_column(col)
     for name in source_names():
         src = get_source(name)
+        out.print(f"[bold]{name}[/]: {src.description}", highlight=False)
+        for key, meaning in src.params.items():
+            out.print(f"    ?{key}=  {meaning}", highlight=False)
         infos = src.datasets()
         if not infos:
-            params = ", ".join(f"{k}: {v}" for k, v in src.params.items())
-            table.add_row(f"{name}:<path>", "(from the files)", "", f"{src.description}. Parameters: {params}")
+            out.print(f"  [cyan]{name}:<path>[/]  properties come from the files", highlight=False)
         for info in infos.values():
-            table.add_row(f"{name}:{info.name}", ", ".join(info.properties), str(info.size or ""), info.description)
-    out.print(table)
-    out.print("Parameters go after '?': e.g. emt:alloys?n=500&seed=0, jarvis:dft_3d?file=/data/dft_3d.json")
+            size = f" ({info.size} structures)" if info.size else ""
+            out.print(f"  [cyan]{name}:{info.name}[/]{size}  {info.description}", highlight=False)
+            out.print(f"      properties: {', '.join(info.properties)}", highlight=False)
+    out.print("\nParameters go after '?', joined by '&': e.g. emt:alloys?n=500&seed=0")
 
 
 def _graph_params(builder: str, cutoff: float, max_neighbors: int, three_body_cutoff: Optional[float]) -> GraphParams:

@@ -1,0 +1,57 @@
+"""The `tlsearch data` commands, run as a user runs them (subprocess for exit codes and stderr)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tlsearch.cli.main import main
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "tlsearch.cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_list_shows_every_source(capsys):
+    assert main(["data", "list"]) == 0
+    text = capsys.readouterr().out
+    for ref in ("matminer2018:dielectric", "jarvis:dft_3d", "folder:<path>", "emt:alloys"):
+        assert ref in text
+
+
+def test_prepare_and_describe_emt(capsys):
+    assert main(["data", "prepare", "emt:alloys?n=15&seed=3"]) == 0
+    out = capsys.readouterr().out
+    assert "15 records" in out and "graphs built: 15 ok, 0 failed" in out
+    assert main(["data", "prepare", "emt:alloys?n=15&seed=3"]) == 0
+    assert "graphs cache hit" in capsys.readouterr().out
+    assert main(["data", "describe", "emt:alloys?n=15&seed=3", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    fe = info["properties"]["formation_energy_per_atom"]
+    assert info["records"] == 15 and fe["count"] == 15 and fe["pool"] + fe["test"] == 15 and fe["test"] == 2
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["data", "describe", "nocolon"], "must look like 'source:dataset"),
+        (["data", "describe", "nosuch:thing"], "unknown source 'nosuch'; valid sources: emt, folder, jarvis"),
+        (["data", "describe", "matminer2018:dielectric"], "valid datasets: dielectric_constant"),
+        (["data", "describe", "emt:alloys?n=zero"], "parameter 'n'"),
+        (["data", "describe", "emt:alloys?colour=red"], "unknown parameter"),
+        (["data", "prepare", "folder:/no/such/dir"], "/no/such/dir"),
+        (["data", "prepare", "emt:alloys?n=3", "--cutoff", "-1"], "cutoff must be > 0"),
+    ],
+)
+def test_user_mistakes_exit_2_without_traceback(args, needle):
+    proc = run_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    assert needle in " ".join(proc.stderr.split()), proc.stderr
+
+
+def test_version():
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("tlsearch ")
