@@ -43,6 +43,7 @@ def write_atomic(path: Path, data: bytes | list[bytes]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; caches may be shared between users/nodes
         with os.fdopen(fd, "wb") as fh:
             for part in [data] if isinstance(data, bytes) else data:
                 fh.write(part)
