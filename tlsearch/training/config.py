@@ -1,0 +1,156 @@
+"""What one trial trains: a typed, validated configuration (YAML for ``tlsearch train``).
+
+Defaults follow Devi, Butler & Gautam (2024) except model size and epochs, which are kept small so a
+trial runs on a laptop CPU; the paper's settings are 4+4 layers, hidden 256, 500 epochs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tlsearch.errors import UserInputError
+from tlsearch.graphs import GraphParams
+
+Mode = Literal["scratch", "finetune", "mpt"]
+FreezeStrategy = Literal["all_unfrozen", "2b", "3b", "new_head", "last_layer"]
+Size = int | Literal["all"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetSpec(_Strict):
+    """A (dataset reference, property) pair, e.g. ``matminer2018:dielectric_constant`` / ``n``."""
+
+    dataset: str
+    property: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset}/{self.property}"
+
+
+class ModelSpec(_Strict):
+    backend: Literal["pure", "dgl"] = "pure"
+    alignn_layers: int = Field(2, ge=0, le=12)
+    gcn_layers: int = Field(2, ge=0, le=12)
+    hidden_features: int = Field(64, ge=4, le=2048)
+    embedding_features: int = Field(32, ge=4, le=1024)
+    edge_input_features: int = Field(80, ge=2, le=512)
+    triplet_input_features: int = Field(40, ge=2, le=512)
+
+
+class GraphSpec(_Strict):
+    builder: Literal["pure", "dgl"] = "pure"
+    cutoff: float = Field(8.0, gt=0)
+    max_neighbors: int = Field(12, ge=1)
+    three_body_cutoff: float | None = None
+    atom_features: Literal["cgcnn", "basic", "atomic_number", "cfid"] = "cgcnn"
+
+    def params(self) -> GraphParams:
+        return GraphParams(**self.model_dump())
+
+
+class OptimSpec(_Strict):
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(1e-3, gt=0, le=1.0)
+    batch_size: int = Field(16, ge=1)
+    weight_decay: float = Field(1e-5, ge=0)
+    pct_start: float = Field(0.3, gt=0, lt=1)
+    loss: Literal["mse", "l1", "huber"] = "mse"
+    patience: int | None = Field(None, ge=1, description="early stopping: epochs without val improvement")
+    select: Literal["best", "last"] = "best"
+
+
+class PretrainSpec(_Strict):
+    sources: list[TargetSpec] = Field(min_length=1)
+    sample_size: Size = "all"
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    include_target: bool = False  # MPT: keep the FT target property in the PT set (leave-target-out otherwise)
+    head_depth: int = Field(1, ge=1, le=4)
+    optim: OptimSpec = OptimSpec()
+    seed: int = 0
+
+
+class TrainSpec(_Strict):
+    """Training on the target: fine-tuning for finetune/mpt, from scratch for scratch."""
+
+    sample_size: Size = 100
+    sampling: Literal["random", "stratified", "diverse"] = "random"
+    sample_seed: int = 0
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    freeze: FreezeStrategy = "all_unfrozen"
+    freeze_depth: int | None = Field(None, ge=0)
+    reinit_head: bool = False
+    body_lr_factor: float = Field(1.0, gt=0, le=1.0)
+    optim: OptimSpec = OptimSpec()
+
+
+class TrainConfig(_Strict):
+    name: str = "trial"
+    mode: Mode = "scratch"
+    target: TargetSpec
+    pretrain: PretrainSpec | None = None
+    train: TrainSpec = TrainSpec()
+    model: ModelSpec = ModelSpec()
+    graph: GraphSpec = GraphSpec()
+    eval_sets: list[TargetSpec] = []
+    test_fraction: float = Field(0.1, gt=0, lt=1)
+    split_seed: int = 0
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+    threads: int | None = Field(None, ge=1)
+    cache_dir: str | None = None
+    store_dir: str | None = None
+    output_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainConfig":
+        if self.mode == "scratch":
+            if self.pretrain is not None:
+                raise ValueError("mode 'scratch' takes no 'pretrain' section (use mode 'finetune' or 'mpt')")
+            if self.train.freeze != "all_unfrozen" or self.train.freeze_depth:
+                raise ValueError("mode 'scratch' trains every layer: freeze must be 'all_unfrozen'")
+        else:
+            if self.pretrain is None:
+                raise ValueError(f"mode {self.mode!r} needs a 'pretrain' section with its sources")
+            if self.mode == "finetune" and len(self.pretrain.sources) != 1:
+                raise ValueError("mode 'finetune' pre-trains on exactly one source; use mode 'mpt' for several")
+        if self.train.freeze_depth is not None and self.train.freeze != "all_unfrozen":
+            raise ValueError("give either freeze (a named strategy) or freeze_depth, not both")
+        return self
+
+
+def _format_errors(exc: ValidationError, where: str) -> str:
+    lines = []
+    for e in exc.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{where}: {loc}: {e['msg']}" + (f" (got {e['input']!r})" if "input" in e and
+                                                     not isinstance(e["input"], dict) else ""))
+    return "\n".join(lines)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserInputError(_format_errors(exc, where)) from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise UserInputError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise UserInputError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise UserInputError(f"{path}: expected a mapping of config sections at the top level")
+    return config_from_dict(data, str(path))

@@ -1,0 +1,102 @@
+"""Training tasks: graphs (rows of a GraphPack) + a target matrix with NaN where a label is missing.
+
+``single_task`` wraps one prepared dataset. ``merged_task`` builds the multi-property pre-training set:
+structures present in several source datasets are de-duplicated by content (their graph keys) and their
+labels merged; every source's own held-out test records and every structure of the fine-tuning target's
+held-out test set are excluded, so pre-training never sees what the target's test set will score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tlsearch.errors import EmptyDatasetError
+from tlsearch.graphs import GraphPack
+from tlsearch.prepared import PreparedDataset
+
+
+@dataclass
+class Task:
+    pack: GraphPack
+    rows: np.ndarray                 # pack row of each item
+    y: np.ndarray                    # (items, properties) float64, NaN = missing
+    ids: list[str]
+    properties: tuple[str, ...]
+    atom_features: str = "cgcnn"
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.pack.keys[r] for r in self.rows]
+
+    def batch(self, idx: np.ndarray) -> tuple[Any, Any]:
+        return self.pack.batch(self.rows[idx], self.atom_features)
+
+
+def single_task(prep: PreparedDataset, prop: str) -> Task:
+    y = prep.values(prop)[:, None]
+    return Task(prep.graphs.pack, prep.rows, y, prep.dataset.ids, (prop,), prep.params.atom_features)
+
+
+def merged_task(sources: Sequence[tuple[PreparedDataset, str]], exclude_keys: set[str]) -> Task:
+    """Pool records of every source (their held-out test records left out), merged by structure content."""
+    props = tuple(dict.fromkeys(p for _, p in sources))
+    order: dict[str, int] = {}
+    graphs: list[dict[str, np.ndarray]] = []
+    ids: list[str] = []
+    labels: list[dict[str, float]] = []
+    for prep, prop in sources:
+        values = prep.values(prop)
+        pack = prep.graphs.pack
+        for i in prep.split.pool:
+            key = pack.keys[prep.rows[i]]
+            if key in exclude_keys or not np.isfinite(values[i]):
+                continue
+            if key not in order:
+                order[key] = len(graphs)
+                graphs.append(pack.graph(prep.rows[i]))
+                ids.append(prep.dataset.records[i].id)
+                labels.append({})
+            labels[order[key]][prop] = float(values[i])
+    if not graphs:
+        raise EmptyDatasetError("the pre-training set is empty after removing held-out test structures")
+    y = np.full((len(graphs), len(props)), np.nan)
+    for j, lab in enumerate(labels):
+        for p, v in lab.items():
+            y[j, props.index(p)] = v
+    pack = GraphPack.from_graphs(list(order), graphs)
+    atom_features = sources[0][0].params.atom_features
+    return Task(pack, np.arange(len(graphs)), y, ids, props, atom_features)
+
+
+@dataclass
+class Scaler:
+    """Per-property min-max scaling to [-1, 1] (the paper's), fitted on training rows only."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @classmethod
+    def fit(cls, y: np.ndarray) -> "Scaler":
+        lo, hi = np.nanmin(y, axis=0), np.nanmax(y, axis=0)
+        hi = np.where(hi > lo, hi, lo + 1.0)
+        return cls(lo.astype(np.float64), hi.astype(np.float64))
+
+    def transform(self, y: np.ndarray) -> np.ndarray:
+        return 2.0 * (y - self.lo) / (self.hi - self.lo) - 1.0
+
+    def inverse(self, s: np.ndarray) -> np.ndarray:
+        return (s + 1.0) / 2.0 * (self.hi - self.lo) + self.lo
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"lo": self.lo.tolist(), "hi": self.hi.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list[float]]) -> "Scaler":
+        return cls(np.asarray(d["lo"], dtype=np.float64), np.asarray(d["hi"], dtype=np.float64))

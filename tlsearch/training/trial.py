@@ -1,0 +1,185 @@
+"""``train_trial(config) -> TrialResult``: everything one trial does, usable from plain Python.
+
+scratch:  sample the target's FT pool -> train a fresh model.
+finetune: pre-train on one source property (through the store: once per distinct setup) -> copy the
+          body (and the single-output head unless a new/re-initialised head is asked for) -> freeze per
+          strategy -> fine-tune on the sample.
+mpt:      pre-train one body with one head per source property (labels merged across datasets, loss
+          masked where missing, target property left out unless asked) -> body + fresh head -> fine-tune.
+The target's held-out test set is scored once, at the end; it never steers training or selection.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from tlsearch.data import draw_sample, train_val_split
+from tlsearch.data.descriptors import descriptor_matrix
+from tlsearch.prepared import PreparedDataset, prepare
+from tlsearch.training.config import TrainConfig
+from tlsearch.training.engine import Callback, EpochMetrics, Trainer, pick_device
+from tlsearch.training.freeze import apply_freeze, trainable_prefixes
+from tlsearch.training.model import PropertyModel, count_parameters
+from tlsearch.training.store import PretrainStore, StoreEntry
+from tlsearch.training.tasks import Scaler, merged_task, single_task
+
+
+def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    y, p = np.asarray(y, dtype=float).ravel(), np.asarray(p, dtype=float).ravel()
+    err = p - y
+    ss_tot = float(((y - y.mean()) ** 2).sum()) if len(y) else 0.0
+    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean())),
+            "r2": float(1 - (err**2).sum() / ss_tot) if ss_tot > 0 else float("nan"), "n": int(len(y))}
+
+
+@dataclass
+class PretrainInfo:
+    key: str
+    sources: list[str]
+    store_hit: bool
+    pt_seconds: float
+    wait_seconds: float
+    epochs: int
+    n_train: int
+
+
+@dataclass
+class TrialResult:
+    name: str
+    mode: str
+    history: list[EpochMetrics]
+    best_epoch: int
+    val: dict[str, float]
+    test: dict[str, float]
+    eval_sets: dict[str, dict[str, float]] = field(default_factory=dict)
+    pretrain: PretrainInfo | None = None
+    n_train: int = 0
+    n_val: int = 0
+    n_params: int = 0
+    n_trainable: int = 0
+    seconds: float = 0.0
+    predictions: Path | None = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _prep(cfg: TrainConfig, dataset: str, prop: str) -> PreparedDataset:
+    return prepare(dataset, cfg.graph.params(), prop=prop, test_fraction=cfg.test_fraction,
+                   split_seed=cfg.split_seed, cache=cfg.cache_dir)
+
+
+def _pt_sources(cfg: TrainConfig) -> list[tuple[str, str]]:
+    assert cfg.pretrain is not None
+    srcs = [(s.dataset, s.property) for s in cfg.pretrain.sources]
+    if cfg.mode == "mpt" and not cfg.pretrain.include_target:
+        srcs = [s for s in srcs if s != (cfg.target.dataset, cfg.target.property)] or srcs
+    return srcs
+
+
+def _pretrain(cfg: TrainConfig, exclude: set[str], device: torch.device) -> StoreEntry:
+    assert cfg.pretrain is not None
+    pt = cfg.pretrain
+    sources = _pt_sources(cfg)
+    head = "multi" if cfg.mode == "mpt" else "linear"
+    material = {"sources": sources, "sample_size": pt.sample_size, "val_fraction": pt.val_fraction,
+                "head": head, "head_depth": pt.head_depth, "optim": pt.optim.model_dump(), "seed": pt.seed,
+                "model": cfg.model.model_dump(), "graph": cfg.graph.params().key_material(),
+                "test_fraction": cfg.test_fraction, "split_seed": cfg.split_seed, "exclude": sorted(exclude)}
+
+    def train() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        task = merged_task([(_prep(cfg, d, p), p) for d, p in sources], exclude)
+        sample = draw_sample(np.arange(len(task)), pt.sample_size, "random", seed=pt.seed)
+        tr, va = train_val_split(sample, pt.val_fraction, seed=pt.seed)
+        scaler = Scaler.fit(task.y[tr])
+        seed_everything(pt.seed)
+        model = PropertyModel(cfg.model, head, len(task.properties), pt.head_depth, cfg.graph.atom_features)
+        trainer = Trainer(model, task, scaler, pt.optim, tr, va, device, cfg.amp, pt.seed)
+        trainer.fit()
+        meta = {"properties": list(task.properties), "scaler": scaler.to_dict(), "head": head,
+                "n_train": int(len(tr)), "n_val": int(len(va)), "epochs": trainer.epoch,
+                "best_val": trainer.best_val, "history": [m.as_dict() for m in trainer.history]}
+        return model.state_dict(), meta
+
+    return PretrainStore(cfg.store_dir).get_or_train(material, train)
+
+
+def _init_from_pretrained(model: PropertyModel, cfg: TrainConfig, entry: StoreEntry) -> None:
+    body = {k[len("body."):]: v for k, v in entry.state.items() if k.startswith("body.")}
+    model.body.load_state_dict(body)
+    tr = cfg.train
+    if tr.freeze == "new_head":
+        model.replace_head("mlp")
+    elif cfg.mode == "finetune" and not tr.reinit_head:  # keep the PT property's fc, as the paper does
+        model.head.load_state_dict({k[len("head."):]: v for k, v in entry.state.items() if k.startswith("head.")})
+
+
+def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict[str, Any] | None = None) -> TrialResult:
+    t0 = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    prep = _prep(cfg, cfg.target.dataset, cfg.target.property)
+    task = single_task(prep, cfg.target.property)
+    tr = cfg.train
+    desc = descriptor_matrix([r.atoms for r in prep.dataset.records]) if tr.sampling == "diverse" else None
+    sample = draw_sample(prep.split.pool, tr.sample_size, tr.sampling, seed=tr.sample_seed,
+                         targets=task.y[:, 0], descriptors=desc)
+    train_idx, val_idx = train_val_split(sample, tr.val_fraction, seed=tr.sample_seed)
+
+    entry, info = None, None
+    if cfg.mode != "scratch":
+        exclude = {task.keys[i] for i in prep.split.test}
+        entry = _pretrain(cfg, exclude, device)
+        m = entry.meta
+        info = PretrainInfo(entry.key, [f"{d}/{p}" for d, p in _pt_sources(cfg)], entry.hit, m["pt_seconds"],
+                            entry.wait_seconds, m["epochs"], m["n_train"])
+
+    seed_everything(cfg.seed)
+    model = PropertyModel(cfg.model, "linear", 1, atom_features=cfg.graph.atom_features)
+    if entry is not None:
+        _init_from_pretrained(model, cfg, entry)
+    prefixes = trainable_prefixes(tr.freeze, cfg.model.alignn_layers, cfg.model.gcn_layers, tr.freeze_depth)
+    apply_freeze(model, prefixes)
+    scaler = Scaler.fit(task.y[train_idx])
+    trainer = Trainer(model, task, scaler, tr.optim, train_idx, val_idx, device, cfg.amp, cfg.seed,
+                      tr.body_lr_factor)
+    if resume is not None:
+        trainer.load_state_dict(resume)
+    trainer.fit(callback)
+
+    test_idx = prep.split.test
+    p_val, p_test = trainer.predict(val_idx)[:, 0], trainer.predict(test_idx)[:, 0]
+    val, test = regression_metrics(task.y[val_idx, 0], p_val), regression_metrics(task.y[test_idx, 0], p_test)
+    evals = {}
+    for spec in cfg.eval_sets:
+        ep = _prep(cfg, spec.dataset, spec.property)
+        etask = single_task(ep, spec.property)
+        idx = np.arange(len(etask))
+        evals[spec.label] = regression_metrics(etask.y[:, 0], Trainer(
+            model, etask, scaler, tr.optim, idx[:1], idx, device, cfg.amp).predict(idx)[:, 0])
+    pred_path = None
+    if cfg.output_dir:
+        pred_path = Path(cfg.output_dir) / "predictions.parquet"
+        pred_path.parent.mkdir(parents=True, exist_ok=True)
+        ids = prep.dataset.ids
+        pl.DataFrame({
+            "split": ["val"] * len(val_idx) + ["test"] * len(test_idx),
+            "id": [ids[i] for i in val_idx] + [ids[i] for i in test_idx],
+            "y_true": np.concatenate([task.y[val_idx, 0], task.y[test_idx, 0]]),
+            "y_pred": np.concatenate([p_val, p_test]),
+        }).write_parquet(pred_path)
+    n_params, n_trainable = count_parameters(model)
+    return TrialResult(cfg.name, cfg.mode, trainer.history, trainer.best_epoch, val, test, evals, info,
+                       len(train_idx), len(val_idx), n_params, n_trainable, time.perf_counter() - t0, pred_path)
