@@ -55,3 +55,27 @@ def test_user_mistakes_exit_2_without_traceback(args, needle):
 def test_version():
     proc = run_cli("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("tlsearch ")
+
+
+def test_train_command_writes_result(tmp_path):
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(
+        "mode: scratch\n"
+        "target: {dataset: 'emt:alloys?n=30&seed=1', property: energy_per_atom}\n"
+        "train: {sample_size: 20, optim: {epochs: 2, batch_size: 8}}\n"
+        "model: {alignn_layers: 1, gcn_layers: 1, hidden_features: 16, embedding_features: 8}\n")
+    proc = run_cli("train", str(cfg), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert "held-out test" in proc.stdout
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["mode"] == "scratch" and len(result["history"]) == 2 and result["test"]["n"] == 3
+    assert (tmp_path / "out" / "predictions.parquet").exists()
+
+
+def test_train_command_bad_yaml_exit_2(tmp_path):
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text("mode: [unclosed\n")
+    proc = run_cli("train", str(cfg))
+    assert proc.returncode == 2 and "not valid YAML" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("train", str(tmp_path / "missing.yaml"))
+    assert proc.returncode == 2 and "missing.yaml" in proc.stderr

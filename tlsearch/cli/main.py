@@ -10,6 +10,7 @@ from rich.console import Console
 
 from tlsearch import __version__
 from tlsearch.cli.data_cmd import data_app
+from tlsearch.cli.train_cmd import train_cmd
 from tlsearch.errors import UserInputError
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.command("train")(train_cmd)
 err = Console(stderr=True)
 
 

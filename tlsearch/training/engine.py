@@ -66,33 +66,20 @@ def _loss(kind: str, pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) ->
     return (err * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-class Trainer:
-    def __init__(self, model: nn.Module, task: Task, scaler: Scaler, optim: OptimSpec, train_idx: np.ndarray,
-                 val_idx: np.ndarray, device: torch.device, amp: bool = True, seed: int = 0,
-                 body_lr_factor: float = 1.0) -> None:
-        self.model, self.task, self.scaler, self.optim = model.to(device), task, scaler, optim
-        self.train_idx, self.val_idx = np.asarray(train_idx), np.asarray(val_idx)
-        self.device, self.seed = device, seed
+class Stepper:
+    """Runs the model over a task in batches: the one step shared by training, validation and test."""
+
+    def __init__(self, model: nn.Module, task: Task, scaler: Scaler, loss: str, batch_size: int,
+                 device: torch.device, amp: bool = True) -> None:
+        self.model, self.task, self.scaler = model.to(device), task, scaler
+        self.loss_kind, self.batch_size, self.device = loss, batch_size, device
         self.amp = amp and device.type == "cuda"
         ys = scaler.transform(task.y)
         self.mask = torch.as_tensor(np.isfinite(ys), dtype=torch.float32)
         self.ys = torch.as_tensor(np.nan_to_num(ys), dtype=torch.float32)
-        groups = []
-        for name, factor in (("body", body_lr_factor), ("head", 1.0)):
-            params = [p for n, p in model.named_parameters() if n.startswith(name + ".") and p.requires_grad]
-            if params:
-                groups.append({"params": params, "lr": optim.lr * factor, "name": name})
-        if not groups:
-            raise TlsearchError("no trainable parameters: the freeze strategy froze everything")
-        self.opt = torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay)
-        steps = max(1, math.ceil(len(self.train_idx) / optim.batch_size)) * optim.epochs
-        self.sched = torch.optim.lr_scheduler.OneCycleLR(
-            self.opt, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=optim.pct_start)
+        self.opt: torch.optim.Optimizer | None = None
+        self.sched: torch.optim.lr_scheduler.LRScheduler | None = None
         self.epoch = 0
-        self.history: list[EpochMetrics] = []
-        self.best_val = math.inf
-        self.best_epoch = 0
-        self.best_state: dict[str, torch.Tensor] | None = None
 
     # ---- the one shared step ---------------------------------------------------------------------
     def step(self, idx: np.ndarray, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,8 +91,9 @@ class Trainer:
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
         with torch.set_grad_enabled(train), amp:
             pred = self.model(g, lg).float()
-            loss = _loss(self.optim.loss, pred, y, m)
+            loss = _loss(self.loss_kind, pred, y, m)
         if train:
+            assert self.opt is not None and self.sched is not None, "training needs a Trainer"
             if not torch.isfinite(loss):
                 raise DivergenceError(f"training loss became {loss.item()} at epoch {self.epoch + 1}; "
                                       "lower the learning rate or check the targets")
@@ -121,7 +109,7 @@ class Trainer:
             set_train_mode(self.model)
         else:
             self.model.eval()
-        bs = self.optim.batch_size
+        bs = self.batch_size
         losses, preds, weights = [], [], []
         for start in range(0, len(idx), bs):
             chunk = idx[start : start + bs]
@@ -135,6 +123,30 @@ class Trainer:
     def predict(self, idx: np.ndarray) -> np.ndarray:
         """Predictions in physical units, (len(idx), properties)."""
         return self.scaler.inverse(self.run(np.asarray(idx), train=False)[1])
+
+
+class Trainer(Stepper):
+    def __init__(self, model: nn.Module, task: Task, scaler: Scaler, optim: OptimSpec, train_idx: np.ndarray,
+                 val_idx: np.ndarray, device: torch.device, amp: bool = True, seed: int = 0,
+                 body_lr_factor: float = 1.0) -> None:
+        super().__init__(model, task, scaler, optim.loss, optim.batch_size, device, amp)
+        self.optim, self.seed = optim, seed
+        self.train_idx, self.val_idx = np.asarray(train_idx), np.asarray(val_idx)
+        groups = []
+        for name, factor in (("body", body_lr_factor), ("head", 1.0)):
+            params = [p for n, p in model.named_parameters() if n.startswith(name + ".") and p.requires_grad]
+            if params:
+                groups.append({"params": params, "lr": optim.lr * factor, "name": name})
+        if not groups:
+            raise TlsearchError("no trainable parameters: the freeze strategy froze everything")
+        self.opt = torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay)
+        steps = max(1, math.ceil(len(self.train_idx) / optim.batch_size)) * optim.epochs
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(
+            self.opt, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=optim.pct_start)
+        self.history: list[EpochMetrics] = []
+        self.best_val = math.inf
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
 
     def _val_mae(self, pred_scaled: np.ndarray) -> float:
         y = self.task.y[self.val_idx]

@@ -11,6 +11,7 @@ leaves no entry. The directory may sit on a filesystem shared by every node.
 from __future__ import annotations
 
 import io
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ class PretrainStore:
             if header.get("format") != FORMAT:
                 raise CorruptEntryError(f"{path}: format {header.get('format')!r}")
             state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-        except (CorruptEntryError, OSError, RuntimeError, ValueError, EOFError):
+        except (CorruptEntryError, OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError):
             path.unlink(missing_ok=True)
             return None
         return StoreEntry(key, path, state, header["meta"], hit=True, wait_seconds=0.0)

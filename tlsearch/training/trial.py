@@ -25,7 +25,7 @@ from tlsearch.data import draw_sample, train_val_split
 from tlsearch.data.descriptors import descriptor_matrix
 from tlsearch.prepared import PreparedDataset, prepare
 from tlsearch.training.config import TrainConfig
-from tlsearch.training.engine import Callback, EpochMetrics, Trainer, pick_device
+from tlsearch.training.engine import Callback, EpochMetrics, Stepper, Trainer, pick_device
 from tlsearch.training.freeze import apply_freeze, trainable_prefixes
 from tlsearch.training.model import PropertyModel, count_parameters
 from tlsearch.training.store import PretrainStore, StoreEntry
@@ -167,8 +167,8 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
         ep = _prep(cfg, spec.dataset, spec.property)
         etask = single_task(ep, spec.property)
         idx = np.arange(len(etask))
-        evals[spec.label] = regression_metrics(etask.y[:, 0], Trainer(
-            model, etask, scaler, tr.optim, idx[:1], idx, device, cfg.amp).predict(idx)[:, 0])
+        pred = Stepper(model, etask, scaler, tr.optim.loss, tr.optim.batch_size, device, cfg.amp).predict(idx)
+        evals[spec.label] = regression_metrics(etask.y[:, 0], pred[:, 0])
     pred_path = None
     if cfg.output_dir:
         pred_path = Path(cfg.output_dir) / "predictions.parquet"
