@@ -77,6 +77,7 @@ class Stepper:
         ys = scaler.transform(task.y)
         self.mask = torch.as_tensor(np.isfinite(ys), dtype=torch.float32)
         self.ys = torch.as_tensor(np.nan_to_num(ys), dtype=torch.float32)
+        self.last_lr = math.nan
         self.opt: torch.optim.Optimizer | None = None
         self.sched: torch.optim.lr_scheduler.LRScheduler | None = None
         self.epoch = 0
@@ -100,6 +101,7 @@ class Stepper:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
+            self.last_lr = float(self.opt.param_groups[-1]["lr"])  # the lr this step used (head group)
             self.sched.step()
         return loss.detach(), pred.detach()
 
@@ -141,8 +143,11 @@ class Trainer(Stepper):
             raise TlsearchError("no trainable parameters: the freeze strategy froze everything")
         self.opt = torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay)
         steps = max(1, math.ceil(len(self.train_idx) / optim.batch_size)) * optim.epochs
+        pct_start = optim.pct_start
+        if float(pct_start * steps) - 1 == 0:  # warm-up peaks at step 0: OneCycleLR would divide by zero
+            pct_start *= 1 - 1e-9
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
-            self.opt, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=optim.pct_start)
+            self.opt, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=pct_start)
         self.history: list[EpochMetrics] = []
         self.best_val = math.inf
         self.best_epoch = 0
@@ -166,7 +171,7 @@ class Trainer(Stepper):
             self.epoch += 1
             secs = time.perf_counter() - t0
             metrics = EpochMetrics(self.epoch, train_loss, val_loss, self._val_mae(val_pred), secs,
-                                   len(self.train_idx) / secs, float(self.sched.get_last_lr()[-1]))
+                                   len(self.train_idx) / secs, self.last_lr)
             self.history.append(metrics)
             if metrics.val_mae < self.best_val:
                 self.best_val, self.best_epoch = metrics.val_mae, self.epoch
