@@ -76,7 +76,7 @@ class Stepper:
         self.amp = amp and device.type == "cuda"
         ys = scaler.transform(task.y)
         self.mask = torch.as_tensor(np.isfinite(ys), dtype=torch.float32)
-        self.ys = torch.as_tensor(np.nan_to_num(ys), dtype=torch.float32)
+        self.ys = torch.as_tensor(np.where(np.isfinite(ys), ys, 0.0), dtype=torch.float32)  # masked anyway
         self.last_lr = math.nan
         self.opt: torch.optim.Optimizer | None = None
         self.sched: torch.optim.lr_scheduler.LRScheduler | None = None

@@ -11,7 +11,6 @@ leaves no entry. The directory may sit on a filesystem shared by every node.
 from __future__ import annotations
 
 import io
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,7 +64,8 @@ class PretrainStore:
             if header.get("format") != FORMAT:
                 raise CorruptEntryError(f"{path}: format {header.get('format')!r}")
             state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-        except (CorruptEntryError, OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError):
+        except Exception:  # damaged, foreign or hostile payload: weights_only loading raises many types
+            # (UnpicklingError, IndexError, ...), and such an entry is discarded and retrained, never trusted
             path.unlink(missing_ok=True)
             return None
         return StoreEntry(key, path, state, header["meta"], hit=True, wait_seconds=0.0)
