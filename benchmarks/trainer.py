@@ -282,12 +282,13 @@ def _tlsearch_trainer(spec: dict):
     tr, va = np.asarray(spec["train_idx"]), np.asarray(spec["val_idx"])
     assert [prep.dataset.ids[i] for i in spec["val_idx"]] == spec["val_ids"], "data differs from the parent's"
     task = single_task(prep, PROP)
-    scaler = Scaler.fit(task.y[tr])
+    scaler = Scaler.fit(task.y[tr], spec.get("scaling", "standard"))
     torch.manual_seed(0)
     model = PropertyModel(ModelSpec(backend="pure", edge_input_features=80, triplet_input_features=40,
                                     **SIZES[spec["size"]]))
     optim = OptimSpec(epochs=spec["epochs"], lr=LR, batch_size=BATCH, weight_decay=WD, loss="l1")
-    return Trainer(model, task, scaler, optim, tr, va, torch.device("cpu"), amp=False, seed=0), prep
+    amp = spec.get("precision", "auto") == "auto"  # tlsearch's default: bf16 autocast where the CPU has it
+    return Trainer(model, task, scaler, optim, tr, va, torch.device("cpu"), amp=amp, seed=0), prep
 
 
 def child_tlsearch(work: Path) -> dict:
@@ -448,6 +449,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--size", choices=sorted(SIZES), default="default")
     ap.add_argument("--repeats", type=int, default=1, help="runs per side, interleaved alignn, tlsearch, ...")
+    ap.add_argument("--precision", choices=["auto", "fp32"], default="auto",
+                    help="tlsearch side: auto = its default (bf16 autocast on CPUs with AVX512-BF16/AMX), fp32")
+    ap.add_argument("--scaling", choices=["standard", "minmax"], default="standard",
+                    help="tlsearch side target scaling (default: tlsearch's default, standard)")
     ap.add_argument("--profile", action="store_true", help="profile one tlsearch training epoch instead")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (logs, alignn outputs)")
     ap.add_argument("--child", choices=["alignn", "tlsearch"], help=argparse.SUPPRESS)
@@ -472,7 +477,8 @@ def main() -> None:
         raise SystemExit(f"--n {args.n} is too small: {len(train_idx)} train / {len(val_idx)} val")
     names = write_alignn_folder(prep, train_idx, val_idx, work / "alignn_data")
     same, total = graph_parity(prep, train_idx + val_idx, work / "alignn_data", names)
-    spec = {"size": args.size, "epochs": args.epochs, "train_idx": train_idx, "val_idx": val_idx,
+    spec = {"size": args.size, "epochs": args.epochs, "precision": args.precision, "scaling": args.scaling,
+            "train_idx": train_idx, "val_idx": val_idx,
             "val_ids": [prep.dataset.ids[i] for i in val_idx], "names": {str(k): v for k, v in names.items()}}
     (work / "spec.json").write_text(json.dumps(spec))
     (work / "alignn_config.json").write_text(json.dumps(alignn_config(spec, work / "alignn_out"), indent=1))

@@ -65,6 +65,7 @@ class OptimSpec(_Strict):
     loss: Literal["mse", "l1", "huber"] = "mse"
     patience: int | None = Field(None, ge=1, description="early stopping: epochs without val improvement")
     select: Literal["best", "last"] = "best"
+    scaling: Literal["standard", "minmax"] = "standard"  # target scaling; the paper used minmax to [-1, 1]
 
 
 class PretrainSpec(_Strict):
@@ -104,7 +105,7 @@ class TrainConfig(_Strict):
     split_seed: int = 0
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True
+    amp: bool = True  # bf16 autocast where the hardware has it (CUDA; CPUs with AVX512-BF16 or AMX)
     threads: int | None = Field(None, ge=1)
     cache_dir: str | None = None
     store_dir: str | None = None

@@ -56,6 +56,16 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 autocast pays off on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX); elsewhere fp32."""
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
+
+
 def _loss(kind: str, pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     if kind == "mse":
         err = (pred - y) ** 2
@@ -73,7 +83,8 @@ class Stepper:
                  device: torch.device, amp: bool = True) -> None:
         self.model, self.task, self.scaler = model.to(device), task, scaler
         self.loss_kind, self.batch_size, self.device = loss, batch_size, device
-        self.amp = amp and device.type == "cuda"
+        # DGL's own kernels (the classic backend) have no bf16 versions: that backend always runs fp32
+        self.amp = amp and bf16_supported(device) and getattr(getattr(model, "spec", None), "backend", "") != "dgl"
         ys = scaler.transform(task.y)
         self.mask = torch.as_tensor(np.isfinite(ys), dtype=torch.float32)
         self.ys = torch.as_tensor(np.where(np.isfinite(ys), ys, 0.0), dtype=torch.float32)  # masked anyway
@@ -89,7 +100,7 @@ class Stepper:
             g, lg = g.to(self.device), lg.to(self.device)
         y = self.ys[idx].to(self.device)
         m = self.mask[idx].to(self.device)
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
         with torch.set_grad_enabled(train), amp:
             pred = self.model(g, lg).float()
             loss = _loss(self.loss_kind, pred, y, m)

@@ -77,16 +77,25 @@ def merged_task(sources: Sequence[tuple[PreparedDataset, str]], exclude_keys: se
 
 @dataclass
 class Scaler:
-    """Per-property min-max scaling to [-1, 1] (the paper's), fitted on training rows only."""
+    """Per-property affine target scaling fitted on training rows only: ``minmax`` maps the training range
+    to [-1, 1] (the paper's); ``standard`` subtracts the mean and divides by the standard deviation
+    (robust to a few extreme values, e.g. refractive indices up to 16 with a median of 2.2)."""
 
-    lo: np.ndarray
-    hi: np.ndarray
+    lo: np.ndarray      # offset
+    hi: np.ndarray      # offset + 2 * scale, so that transform = 2 (y - lo) / (hi - lo) - 1
+    kind: str = "minmax"
 
     @classmethod
-    def fit(cls, y: np.ndarray) -> "Scaler":
-        lo, hi = np.nanmin(y, axis=0), np.nanmax(y, axis=0)
+    def fit(cls, y: np.ndarray, kind: str = "minmax") -> "Scaler":
+        if kind == "minmax":
+            lo, hi = np.nanmin(y, axis=0), np.nanmax(y, axis=0)
+        elif kind == "standard":
+            mean, std = np.nanmean(y, axis=0), np.nanstd(y, axis=0)
+            lo, hi = mean - std, mean + std  # 2 (y - lo) / (hi - lo) - 1 == (y - mean) / std
+        else:
+            raise ValueError(f"unknown scaling {kind!r}; valid: minmax, standard")
         hi = np.where(hi > lo, hi, lo + 1.0)
-        return cls(lo.astype(np.float64), hi.astype(np.float64))
+        return cls(lo.astype(np.float64), hi.astype(np.float64), kind)
 
     def transform(self, y: np.ndarray) -> np.ndarray:
         return 2.0 * (y - self.lo) / (self.hi - self.lo) - 1.0
@@ -94,9 +103,10 @@ class Scaler:
     def inverse(self, s: np.ndarray) -> np.ndarray:
         return (s + 1.0) / 2.0 * (self.hi - self.lo) + self.lo
 
-    def to_dict(self) -> dict[str, list[float]]:
-        return {"lo": self.lo.tolist(), "hi": self.hi.tolist()}
+    def to_dict(self) -> dict[str, object]:
+        return {"lo": self.lo.tolist(), "hi": self.hi.tolist(), "kind": self.kind}
 
     @classmethod
-    def from_dict(cls, d: dict[str, list[float]]) -> "Scaler":
-        return cls(np.asarray(d["lo"], dtype=np.float64), np.asarray(d["hi"], dtype=np.float64))
+    def from_dict(cls, d: dict) -> "Scaler":
+        return cls(np.asarray(d["lo"], dtype=np.float64), np.asarray(d["hi"], dtype=np.float64),
+                   str(d.get("kind", "minmax")))

@@ -102,7 +102,7 @@ def _pretrain(cfg: TrainConfig, exclude: set[str], device: torch.device) -> Stor
         task = merged_task([(_prep(cfg, d, p), p) for d, p in sources], exclude)
         sample = draw_sample(np.arange(len(task)), pt.sample_size, "random", seed=pt.seed)
         tr, va = train_val_split(sample, pt.val_fraction, seed=pt.seed)
-        scaler = Scaler.fit(task.y[tr])
+        scaler = Scaler.fit(task.y[tr], pt.optim.scaling)
         seed_everything(pt.seed)
         model = PropertyModel(cfg.model, head, len(task.properties), pt.head_depth, cfg.graph.atom_features)
         trainer = Trainer(model, task, scaler, pt.optim, tr, va, device, cfg.amp, pt.seed)
@@ -152,7 +152,7 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
         _init_from_pretrained(model, cfg, entry)
     prefixes = trainable_prefixes(tr.freeze, cfg.model.alignn_layers, cfg.model.gcn_layers, tr.freeze_depth)
     apply_freeze(model, prefixes)
-    scaler = Scaler.fit(task.y[train_idx])
+    scaler = Scaler.fit(task.y[train_idx], tr.optim.scaling)
     trainer = Trainer(model, task, scaler, tr.optim, train_idx, val_idx, device, cfg.amp, cfg.seed,
                       tr.body_lr_factor)
     if resume is not None:
