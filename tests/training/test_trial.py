@@ -104,3 +104,22 @@ def test_bad_config_is_a_user_error(bad, needle):
     base = {"target": TARGET, **bad}
     with pytest.raises(UserInputError, match=needle):
         config_from_dict(base)
+
+
+def test_checkpoint_round_trip_predicts_physical_units(tmp_path):
+    from tlsearch.prepared import prepare
+    from tlsearch.training.checkpoint import load_checkpoint
+    from tlsearch.training.engine import Stepper
+    from tlsearch.training.tasks import single_task
+
+    r = train_trial(cfg(output_dir=str(tmp_path)))
+    model, scaler, config = load_checkpoint(tmp_path / "model.pt")
+    assert config.target.property == "bulk_modulus" and scaler.kind == "standard"
+    prep = prepare(TARGET["dataset"], prop="bulk_modulus")
+    task = single_task(prep, "bulk_modulus")
+    import torch
+
+    pred = Stepper(model, task, scaler, "mse", 8, torch.device("cpu")).predict(prep.split.test)[:, 0]
+    saved = pl.read_parquet(r.predictions).filter(pl.col("split") == "test")["y_pred"].to_numpy()
+    np.testing.assert_allclose(pred, saved, rtol=1e-5, atol=1e-5)
+    assert 10 < float(np.mean(pred)) < 500  # GPa: physical units, not scaled

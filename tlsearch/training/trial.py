@@ -24,6 +24,7 @@ import torch
 from tlsearch.data import draw_sample, train_val_split
 from tlsearch.data.descriptors import descriptor_matrix
 from tlsearch.prepared import PreparedDataset, prepare
+from tlsearch.training.checkpoint import save_checkpoint
 from tlsearch.training.config import TrainConfig
 from tlsearch.training.engine import Callback, EpochMetrics, Stepper, Trainer, pick_device
 from tlsearch.training.freeze import apply_freeze, trainable_prefixes
@@ -171,6 +172,8 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
         evals[spec.label] = regression_metrics(etask.y[:, 0], pred[:, 0])
     pred_path = None
     if cfg.output_dir:
+        save_checkpoint(Path(cfg.output_dir) / "model.pt", model, scaler, cfg,
+                        {"val": val, "test": test, "best_epoch": trainer.best_epoch})
         pred_path = Path(cfg.output_dir) / "predictions.parquet"
         pred_path.parent.mkdir(parents=True, exist_ok=True)
         ids = prep.dataset.ids
