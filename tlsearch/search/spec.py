@@ -1,0 +1,210 @@
+"""``space.yaml``: the whole study in one validated file (pydantic, unknown keys rejected).
+
+A searched value is written as a scalar (fixed), a list (categorical choice) or a range mapping
+``{low, high, log?, step?}`` (float or int). Every mistake is reported as ``file: field: message``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tlsearch.errors import UserInputError
+from tlsearch.training.config import FreezeStrategy, GraphSpec, ModelSpec, TargetSpec
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FloatRange(_Strict):
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "FloatRange":
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be < high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        return self
+
+
+class IntRange(_Strict):
+    low: int
+    high: int
+    step: int = 1
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "IntRange":
+        if not self.low <= self.high:
+            raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+        return self
+
+
+FloatDim = Union[float, list[float], FloatRange]
+IntDim = Union[int, list[int], IntRange]
+
+
+class Architecture(_Strict):
+    backend: Literal["pure", "dgl"] = "pure"
+    alignn_layers: IntDim = 2
+    gcn_layers: IntDim = 2
+    hidden_features: IntDim = 64
+    embedding_features: IntDim = 32
+
+
+class MPTSubset(_Strict):
+    min_size: int = Field(2, ge=1)
+    max_size: int | None = Field(None, ge=1)
+
+
+class SearchDims(_Strict):
+    strategy: list[Literal["scratch", "finetune", "mpt"]] = Field(["scratch", "finetune"], min_length=1)
+    freeze: list[FreezeStrategy] = Field(["all_unfrozen"], min_length=1)
+    freeze_depth: IntRange | None = None   # when given, a depth is searched instead of named strategies
+    reinit_head: list[bool] = [False]
+    ft_size: list[Union[int, Literal["all"]]] = Field([100], min_length=1)
+    sampling: list[Literal["random", "stratified", "diverse"]] = ["random"]
+    ft_lr: FloatDim = 1e-3
+    pt_lr: FloatDim = 1e-3
+    body_lr_factor: FloatDim = 1.0
+    batch_size: IntDim = 16
+    mpt_subset: MPTSubset = MPTSubset()
+    architecture: Architecture = Architecture()
+
+
+class DataSpec(_Strict):
+    target: TargetSpec
+    pretrain_sources: list[TargetSpec] = []
+    mpt_properties: list[TargetSpec] = []
+    eval_sets: list[TargetSpec] = []
+    pt_sample_size: Union[int, Literal["all"]] = "all"
+    test_fraction: float = Field(0.1, gt=0, lt=1)
+    split_seed: int = 0
+
+
+class Budget(_Strict):
+    trials: int = Field(10, ge=1)
+    max_epochs: int = Field(30, ge=1, description="FT epochs per trial (ASHA's max_t)")
+    pt_epochs: int = Field(20, ge=1)
+    time_budget_s: float | None = Field(None, gt=0)
+    repeats: int = Field(1, ge=1, le=20, description="FT draws per configuration (different sample seeds)")
+
+
+class ASHA(_Strict):
+    type: Literal["asha"] = "asha"
+    grace_period: int = Field(3, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class NoScheduler(_Strict):
+    type: Literal["none"]
+
+
+class Resources(_Strict):
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+    max_concurrent: int = Field(2, ge=1)
+    max_failures: int = Field(1, ge=0)
+    checkpoints_kept: int = Field(2, ge=1)
+
+
+class Tracking(_Strict):
+    project: str = "tlsearch"
+    entity: str | None = None
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+
+
+class Cluster(_Strict):
+    address: str | None = None  # None: start a local Ray; "auto" or "HOST:PORT": join a cluster
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(8265, ge=1, le=65535)
+
+
+class SearchSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    data: DataSpec
+    graph: GraphSpec = GraphSpec()
+    search: SearchDims = SearchDims()
+    budget: Budget = Budget()
+    scheduler: Union[ASHA, NoScheduler] = Field(ASHA(), discriminator="type")
+    resources: Resources = Resources()
+    tracking: Tracking = Tracking()
+    storage: str = "experiments"
+    cluster: Cluster = Cluster()
+    seed: int = 0
+    metric: Literal["val_mae"] = "val_mae"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SearchSpec":
+        s, d = self.search, self.data
+        if "finetune" in s.strategy and not d.pretrain_sources:
+            raise ValueError("search.strategy includes 'finetune' but data.pretrain_sources is empty")
+        if "mpt" in s.strategy:
+            n = len([p for p in d.mpt_properties if p != d.target])
+            if n < s.mpt_subset.min_size:
+                raise ValueError(f"search.strategy includes 'mpt' but data.mpt_properties has {n} properties "
+                                 f"other than the target, fewer than search.mpt_subset.min_size={s.mpt_subset.min_size}")
+        return self
+
+    @property
+    def mpt_candidates(self) -> list[TargetSpec]:
+        return [p for p in self.data.mpt_properties if p != self.data.target]
+
+    def model_fixed(self) -> ModelSpec:
+        return ModelSpec(backend=self.search.architecture.backend)
+
+
+_BRANCHES = {"float", "int", "bool", "str", "FloatRange", "IntRange", "ASHA", "NoScheduler"}
+
+
+def _is_branch(part: object) -> bool:
+    p = str(part)
+    return p in _BRANCHES or "[" in p or p.startswith(("function-", "tagged-union"))
+
+
+def _format(exc: ValidationError, where: str) -> str:
+    """One line per field; union alternatives collapsed (a range's own check wins over 'not a list')."""
+    groups: dict[str, list[dict]] = {}
+    for e in exc.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not _is_branch(p)) or "(top level)"
+        groups.setdefault(loc, []).append(e)
+    out = []
+    for loc, errs in groups.items():
+        chosen = [e for e in errs if e["type"] == "value_error"] or errs
+        msgs = list(dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in chosen))
+        if len(msgs) > 1:
+            msg = "expected a fixed value, a list of choices or a {low, high} range (" + "; ".join(msgs) + ")"
+        else:
+            msg = msgs[0]
+        got = chosen[0].get("input")
+        suffix = f" (got {got!r})" if got is not None and not isinstance(got, (dict, list)) else ""
+        out.append(f"{where}: {loc}: {msg}{suffix}")
+    return "\n".join(out)
+
+
+def spec_from_dict(data: Any, where: str = "space.yaml") -> SearchSpec:
+    if not isinstance(data, dict):
+        raise UserInputError(f"{where}: expected a mapping with sections name, data, search, budget, ...")
+    try:
+        return SearchSpec.model_validate(data)
+    except ValidationError as exc:
+        raise UserInputError(_format(exc, where)) from None
+
+
+def load_spec(path: str | Path) -> SearchSpec:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserInputError(f"{path}: cannot read ({exc.strerror}); fix: give the path of a space.yaml") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserInputError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
+    return spec_from_dict(data, str(path))
