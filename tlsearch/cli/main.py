@@ -10,6 +10,7 @@ from rich.console import Console
 
 from tlsearch import __version__
 from tlsearch.cli.data_cmd import data_app
+from tlsearch.cli.search_cmd import resume_cmd, run_cmd, status_cmd, validate_cmd
 from tlsearch.cli.train_cmd import train_cmd
 from tlsearch.errors import UserInputError
 
@@ -22,6 +23,10 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.command("train")(train_cmd)
+app.command("validate")(validate_cmd)
+app.command("run")(run_cmd)
+app.command("resume")(resume_cmd)
+app.command("status")(status_cmd)
 err = Console(stderr=True)
 
 

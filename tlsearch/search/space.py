@@ -30,17 +30,21 @@ def mpt_combinations(n: int, k: int) -> list[tuple[int, ...]]:
     return list(combinations(range(n), k))
 
 
-def make_space(spec: SearchSpec):
-    s = spec.search
-    sources = [p.label for p in spec.data.pretrain_sources]
-    n_mpt = len(spec.mpt_candidates)
-    max_k = min(s.mpt_subset.max_size or n_mpt, n_mpt)
+class Space:
+    """Picklable define-by-run function (Ray saves the searcher, space included, with the experiment)."""
 
-    def space(trial: Any) -> None:
+    def __init__(self, spec: SearchSpec) -> None:
+        self.spec = spec
+
+    def __call__(self, trial: Any) -> None:
+        spec = self.spec
+        s = spec.search
+        n_mpt = len(spec.mpt_candidates)
+        max_k = min(s.mpt_subset.max_size or n_mpt, n_mpt)
         strategy = _suggest(trial, "strategy", list(s.strategy))
         if strategy != "scratch":
             if strategy == "finetune":
-                _suggest(trial, "pt_source", sources)
+                _suggest(trial, "pt_source", [p.label for p in spec.data.pretrain_sources])
             else:
                 k = _suggest(trial, "mpt_size", IntRange(low=s.mpt_subset.min_size, high=max_k)
                              if max_k > s.mpt_subset.min_size else s.mpt_subset.min_size)
@@ -63,7 +67,9 @@ def make_space(spec: SearchSpec):
             _suggest(trial, name, getattr(a, name))
         return None
 
-    return space
+
+def make_space(spec: SearchSpec) -> Space:
+    return Space(spec)
 
 
 def _fixed(dim: Any) -> Any:

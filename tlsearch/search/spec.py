@@ -6,6 +6,7 @@ A searched value is written as a scalar (fixed), a list (categorical choice) or 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -27,6 +28,8 @@ class FloatRange(_Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> "FloatRange":
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"low and high must be finite numbers, got low={self.low}, high={self.high}")
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be < high ({self.high})")
         if self.log and self.low <= 0:
@@ -37,7 +40,7 @@ class FloatRange(_Strict):
 class IntRange(_Strict):
     low: int
     high: int
-    step: int = 1
+    step: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> "IntRange":
@@ -61,6 +64,12 @@ class Architecture(_Strict):
 class MPTSubset(_Strict):
     min_size: int = Field(2, ge=1)
     max_size: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "MPTSubset":
+        if self.max_size is not None and self.max_size < self.min_size:
+            raise ValueError(f"max_size ({self.max_size}) must be >= min_size ({self.min_size})")
+        return self
 
 
 class SearchDims(_Strict):
@@ -140,6 +149,13 @@ class SearchSpec(_Strict):
     seed: int = 0
     metric: Literal["val_mae"] = "val_mae"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_scheduler_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("scheduler"), dict) and "type" not in data["scheduler"]:
+            data = {**data, "scheduler": {"type": "asha", **data["scheduler"]}}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> "SearchSpec":
         s, d = self.search, self.data
@@ -168,18 +184,34 @@ def _is_branch(part: object) -> bool:
     return p in _BRANCHES or "[" in p or p.startswith(("function-", "tagged-union"))
 
 
+_TAGS = {"scheduler": {"asha", "none"}}  # discriminated unions: pydantic puts the tag in the location
+
+
+def _loc(loc: tuple) -> str:
+    parts = [str(p) if str(p).isprintable() and str(p) else repr(p) for p in loc if not _is_branch(p)]
+    if len(parts) > 1 and parts[1] in _TAGS.get(parts[0], ()):
+        del parts[1]
+    return ".".join(parts) or "(top level)"
+
+
 def _format(exc: ValidationError, where: str) -> str:
     """One line per field; union alternatives collapsed (a range's own check wins over 'not a list')."""
     groups: dict[str, list[dict]] = {}
     for e in exc.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not _is_branch(p)) or "(top level)"
-        groups.setdefault(loc, []).append(e)
+        groups.setdefault(_loc(e["loc"]), []).append(e)
+    # a union whose chosen alternative (a list, a range) failed inside: report only the inner errors
+    for loc in [k for k, errs in groups.items() if k != "(top level)"
+                and any(o.startswith(k + ".") for o in groups)
+                and not any(e["type"] == "value_error" for e in errs)]:
+        del groups[loc]
     out = []
     for loc, errs in groups.items():
         chosen = [e for e in errs if e["type"] == "value_error"] or errs
         msgs = list(dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in chosen))
-        if len(msgs) > 1:
+        if len(msgs) > 1 and any(e["type"] == "list_type" for e in errs):
             msg = "expected a fixed value, a list of choices or a {low, high} range (" + "; ".join(msgs) + ")"
+        elif len(msgs) > 1:
+            msg = "; or ".join(msgs)
         else:
             msg = msgs[0]
         got = chosen[0].get("input")
@@ -203,6 +235,9 @@ def load_spec(path: str | Path) -> SearchSpec:
         text = path.read_text()
     except OSError as exc:
         raise UserInputError(f"{path}: cannot read ({exc.strerror}); fix: give the path of a space.yaml") from None
+    except UnicodeDecodeError as exc:
+        raise UserInputError(f"{path}: not a text file ({exc.reason} at byte {exc.start}); "
+                             "fix: give the path of a space.yaml") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

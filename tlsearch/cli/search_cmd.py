@@ -1,0 +1,76 @@
+"""``tlsearch validate | run | resume | status``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from tlsearch.search.spec import load_spec
+
+out = Console()
+
+
+def validate_cmd(spec: Path = typer.Argument(..., help="space.yaml")) -> None:
+    """Check a space.yaml; print a summary or every mistake (exit code 2)."""
+    s = load_spec(spec)
+    d = s.data
+    out.print(f"[green]ok[/] {spec}: study {s.name!r}: target {d.target.label}; strategies {s.search.strategy}; "
+              f"{s.budget.trials} trials x {s.budget.repeats} repeat(s), <= {s.budget.max_epochs} FT epochs; "
+              f"scheduler {s.scheduler.type}; {s.resources.max_concurrent} concurrent trials, "
+              f"{s.resources.cpus_per_trial} CPU / {s.resources.gpus_per_trial} GPU each")
+
+
+def run_cmd(
+    spec: Path = typer.Argument(..., help="space.yaml (see search_spaces/ and docs/spec.md)"),
+    name: Optional[str] = typer.Option(None, help="Experiment name (default: the spec's name)."),
+    storage: Optional[Path] = typer.Option(None, help="Experiments directory (default: the spec's storage)."),
+    address: Optional[str] = typer.Option(None, help="Join a Ray cluster: 'auto' or HOST:PORT (default: local)."),
+) -> None:
+    """Run a study: Optuna define-by-run search over TL strategies, trials on Ray, each logged to W&B."""
+    from tlsearch.search.experiment import Experiment
+    from tlsearch.search.runner import run_study
+
+    s = load_spec(spec)
+    exp = Experiment.create(s, storage, name)
+    run_study(s, exp, out, address=address)
+    _print_status(exp)
+
+
+def resume_cmd(
+    experiment: Path = typer.Argument(..., help="Experiment directory printed by `tlsearch run`."),
+    address: Optional[str] = typer.Option(None, help="Join a Ray cluster: 'auto' or HOST:PORT."),
+) -> None:
+    """Continue an interrupted study: restores the Tuner and the Optuna searcher, finishes the planned trials."""
+    from tlsearch.search.experiment import Experiment
+    from tlsearch.search.runner import run_study
+
+    exp = Experiment.open(experiment)
+    run_study(exp.spec(), exp, out, address=address, restore=True)
+    _print_status(exp)
+
+
+def status_cmd(experiment: Path = typer.Argument(..., help="Experiment directory.")) -> None:
+    """Trials with state, strategy, validation metric and the best so far."""
+    from tlsearch.search.experiment import Experiment
+
+    _print_status(Experiment.open(experiment))
+
+
+def _print_status(exp) -> None:  # noqa: ANN001
+    from tlsearch.search.live import trials_table
+    from tlsearch.search.status import best, failures, offline_wandb, study_rows
+
+    rows = study_rows(exp)
+    spec = exp.spec()
+    out.print(trials_table(rows, f"{spec.name}: {len(rows)} of {spec.budget.trials} trials (val MAE, lower is better)"))
+    b = best(rows)
+    if b:
+        out.print(f"best so far: trial {b['trial']} {b['strategy']} {b['details']} val MAE {b['val']}")
+    for name, err in failures(exp):
+        out.print(f"[red]failed[/] {name}: {err}")
+    runs = offline_wandb(exp)
+    if runs:
+        out.print(f"W&B offline runs: {len(runs)} (upload: wandb sync {exp.root}/wandb/offline-run-*)")

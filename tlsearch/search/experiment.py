@@ -1,0 +1,68 @@
+"""An experiment directory: where a study keeps its spec, Optuna journal, Ray Tune state and trials.
+
+    <storage>/<name>/
+        spec.json            the validated spec the study runs
+        optuna.journal       Optuna JournalStorage (study history; optuna-dashboard / importance read it)
+        tune/                Ray Tune's experiment (trial dirs, checkpoints, searcher state)
+        report/              analysis output
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tlsearch.errors import UserInputError
+from tlsearch.search.spec import SearchSpec
+
+TUNE_NAME = "tune"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    root: Path
+
+    @property
+    def spec_path(self) -> Path:
+        return self.root / "spec.json"
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "optuna.journal"
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.root / TUNE_NAME
+
+    @property
+    def store_dir(self) -> Path:
+        return self.root / "pretrained"
+
+    @classmethod
+    def create(cls, spec: SearchSpec, storage: str | Path | None = None, name: str | None = None) -> "Experiment":
+        root = Path(storage or spec.storage).expanduser().resolve() / (name or spec.name)
+        if (root / "optuna.journal").exists():
+            raise UserInputError(f"{root}: an experiment of this name already exists; fix: continue it with "
+                                 f"`tlsearch resume {root}`, or start a new one with --name")
+        root.mkdir(parents=True, exist_ok=True)
+        exp = cls(root)
+        exp.spec_path.write_text(json.dumps(spec.model_dump(mode="json"), indent=1))
+        return exp
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Experiment":
+        root = Path(path).expanduser().resolve()
+        if not (root / "spec.json").exists():
+            raise UserInputError(f"{root}: not a tlsearch experiment directory (no spec.json); fix: pass the "
+                                 "directory that `tlsearch run` printed, e.g. experiments/<name>")
+        return cls(root)
+
+    def spec(self) -> SearchSpec:
+        return SearchSpec.model_validate_json(self.spec_path.read_text())
+
+    def optuna_storage(self):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(str(self.journal)))

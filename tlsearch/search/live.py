@@ -1,0 +1,90 @@
+"""A compact live view of a running study (trials done / running / failed, best so far, ETA), in place of
+Ray's wall of text; and the final per-trial table."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ray.tune import Callback
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+
+class LiveView(Callback):
+    def __init__(self, total: int, metric: str, console: Console | None = None) -> None:
+        self.total, self.metric = total, metric
+        self.console = console or Console()
+        self.t0 = time.time()
+        self.state: dict[str, str] = {}
+        self.last: dict[str, dict[str, Any]] = {}
+        self.best: tuple[float, str] | None = None
+        self.live: Live | None = None
+
+    # Ray pickles the run config (callbacks included) into the experiment state: keep the terminal out of it
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("live", "console")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, live=None, console=Console())
+
+    def setup(self, **info: Any) -> None:
+        self.t0 = time.time()
+        self.live = Live(self._render(), console=self.console, refresh_per_second=2, transient=False)
+        self.live.start()
+
+    def _render(self) -> Text:
+        done = sum(1 for s in self.state.values() if s == "done")
+        failed = sum(1 for s in self.state.values() if s == "failed")
+        running = sum(1 for s in self.state.values() if s == "running")
+        elapsed = time.time() - self.t0
+        finished = done + failed
+        eta = f"{(self.total - finished) * elapsed / finished / 60:.1f} min" if finished else "?"
+        best = f"{self.best[0]:.4g} ({self.best[1]})" if self.best else "-"
+        return Text(f"trials {finished}/{self.total} (done {done}, running {running}, failed {failed})  "
+                    f"best val MAE {best}  elapsed {elapsed / 60:.1f} min  ETA {eta}")
+
+    def _update(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.state[trial.trial_id] = "running"
+        self._update()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.last[trial.trial_id] = result
+        value = result.get(self.metric)
+        if value is not None and (self.best is None or value < self.best[0]):
+            self.best = (float(value), trial.trial_id)
+        self._update()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.state[trial.trial_id] = "done"
+        self._update()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.state[trial.trial_id] = "failed"
+        self.console.print(f"[red]trial {trial.trial_id} failed[/] (its error is in {trial.path}/error.txt)")
+        self._update()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._update()
+        self.stop()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+            self.console.print()
+
+
+def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
+    t = Table(title=title)
+    for col in ("trial", "state", "strategy", "details", "val MAE", "test MAE", "epochs"):
+        t.add_column(col, justify="right" if "MAE" in col or col == "epochs" else "left")
+    for r in rows:
+        t.add_row(*(str(r.get(k, "")) for k in ("trial", "state", "strategy", "details", "val", "test", "epochs")))
+    return t

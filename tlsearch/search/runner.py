@@ -1,0 +1,138 @@
+"""Run a study: Ray Tune ``Tuner`` + ``OptunaSearch`` (TPE, constant liar, persistent journal storage) +
+ASHA over epochs, bounded concurrency, fractional GPUs, retries, per-epoch checkpoints, W&B per trial,
+the Ray dashboard, and the live view. ``resume_study`` restores the Tuner and the searcher state."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from tlsearch.search import tracking
+from tlsearch.search.experiment import TUNE_NAME, Experiment
+from tlsearch.search.live import LiveView
+from tlsearch.search.space import make_space
+from tlsearch.search.spec import ASHA, SearchSpec
+from tlsearch.search.trainable import trainable
+
+METRIC, MODE = "val_mae", "min"
+
+
+def _quiet() -> None:
+    """Keep Ray's and Optuna's chatter out of the terminal: the live view says what matters."""
+    import logging
+    import warnings
+
+    import optuna
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+
+
+def start_ray(spec: SearchSpec, address: str | None, console: Console, metrics_port: int | None = None) -> str:
+    """Start a local Ray with the dashboard on 127.0.0.1 (or join a cluster); return the dashboard URL."""
+    import ray
+
+    env = tracking.worker_env(spec)
+    if ray.is_initialized():
+        return ""
+    addr = address or spec.cluster.address
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False,
+                              "configure_logging": True, "logging_level": "ERROR"}
+    if addr:
+        ctx = ray.init(address=addr, **kwargs)
+    else:
+        extra = {"_metrics_export_port": metrics_port} if metrics_port else {}
+        ctx = ray.init(include_dashboard=True, dashboard_host=spec.cluster.dashboard_host,
+                       dashboard_port=spec.cluster.dashboard_port, **kwargs, **extra)
+    url = getattr(ctx, "dashboard_url", "") or ""
+    url = url if url.startswith("http") or not url else f"http://{url}"
+    if url:
+        token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+        auth = (f" (token auth: the token is in {token})" if token.exists() and
+                os.environ.get("RAY_AUTH_MODE") != "disabled" else "")
+        console.print(f"Ray dashboard: [link={url}]{url}[/link]{auth}")
+    return url
+
+
+def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -> Any:
+    import optuna
+    from ray import tune
+    from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    from tlsearch.search._optuna import ResumableOptunaSearch
+
+    paths = {"cache_dir": os.environ.get("TLSEARCH_CACHE", ""), "store_dir": str(exp.store_dir)}
+    paths = {k: v for k, v in paths.items() if v}
+    fn = tune.with_parameters(trainable, spec=spec.model_dump(mode="json"), paths=paths)
+    res = spec.resources
+    fn = tune.with_resources(fn, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
+    callbacks = [*tracking.callbacks(spec, exp, console), LiveView(spec.budget.trials, METRIC, console)]
+    run_config = RunConfig(
+        name=TUNE_NAME, storage_path=str(exp.root), verbose=0, callbacks=callbacks,
+        failure_config=FailureConfig(max_failures=res.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=res.checkpoints_kept),
+    )
+    if restore:
+        return Tuner.restore(str(exp.tune_dir), trainable=fn, resume_errored=True, _run_config_override=run_config) \
+            if _accepts_override() else Tuner.restore(str(exp.tune_dir), trainable=fn, resume_errored=True)
+    sampler = optuna.samplers.TPESampler(seed=spec.seed, constant_liar=True, multivariate=True, group=True,
+                                         n_startup_trials=min(10, max(2, spec.budget.trials // 3)))
+    searcher = ResumableOptunaSearch(make_space(spec), metric=METRIC, mode=MODE, sampler=sampler,
+                            study_name=spec.name, storage=exp.optuna_storage(), seed=spec.seed)
+    searcher = ConcurrencyLimiter(searcher, max_concurrent=res.max_concurrent)
+    if isinstance(spec.scheduler, ASHA):
+        # max_t is one past the last epoch: a trial's final summary comes at that iteration. No rung may sit
+        # on the last epoch itself (it would cut a finished trial just before its summary), so drop those.
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=spec.budget.max_epochs + 1,
+                                  grace_period=spec.scheduler.grace_period,
+                                  reduction_factor=spec.scheduler.reduction_factor)
+        for bracket in getattr(scheduler, "_brackets", []):
+            bracket._rungs = [(m, r) for m, r in bracket._rungs if m < spec.budget.max_epochs]
+    else:
+        scheduler = FIFOScheduler()
+    tune_config = TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
+                             num_samples=spec.budget.trials, time_budget_s=spec.budget.time_budget_s,
+                             trial_dirname_creator=lambda t: f"t{t.trial_id[-5:]}")
+    return Tuner(fn, tune_config=tune_config, run_config=run_config)
+
+
+def _accepts_override() -> bool:
+    import inspect
+
+    from ray.tune import Tuner
+
+    return "_run_config_override" in inspect.signature(Tuner.restore).parameters
+
+
+def run_study(spec: SearchSpec, exp: Experiment, console: Console, address: str | None = None,
+              restore: bool = False, metrics_port: int | None = None) -> Any:
+    _quiet()
+    tracking.announce(spec, exp, console)
+    start_ray(spec, address, console, metrics_port)
+    console.print(f"experiment: {exp.root}")
+    tuner = _tuner(spec, exp, console, restore)
+    results = tuner.fit()
+    console.print()
+    _close_orphans(spec, exp, console)
+    return results
+
+
+def _close_orphans(spec: SearchSpec, exp: Experiment, console: Console) -> None:
+    """Once Tune has finished, a trial still RUNNING in the Optuna journal was started by a driver that
+    died before Tune's last snapshot; Tune re-planned it. Mark it FAIL so the history stays truthful."""
+    import optuna
+
+    study = optuna.load_study(study_name=spec.name, storage=exp.optuna_storage())
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "tlsearch_note", "orphaned by a driver crash; re-planned")
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        console.print(f"optuna trial {t.number}: orphaned by the interrupted driver, marked failed")

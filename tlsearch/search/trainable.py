@@ -1,0 +1,135 @@
+"""The Ray Tune trainable: one trial = ``train_trial`` for each repeat of one sampled configuration.
+
+It reports every epoch of the first repeat (``val_mae`` steers OptunaSearch and ASHA), checkpoints the
+trainer state each epoch (a restored or retried trial resumes from its last epoch), exports tlsearch
+metrics to Ray's metrics endpoint, and ends with one summary report: mean and spread over repeats of
+validation and held-out test metrics (the test numbers are recorded, never optimised).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import statistics
+import tempfile
+from typing import Any
+
+_METRICS: dict[str, Any] = {}
+
+
+def _ray_metrics() -> dict[str, Any]:
+    if not _METRICS:
+        from ray.util.metrics import Counter, Gauge, Histogram
+
+        _METRICS.update(
+            val_mae=Gauge("tlsearch_val_mae", "validation MAE of the latest epoch", tag_keys=("trial",)),
+            epoch_seconds=Histogram("tlsearch_epoch_seconds", "seconds per training epoch",
+                                    boundaries=[0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]),
+            structures_per_s=Gauge("tlsearch_structures_per_second", "training throughput", tag_keys=("trial",)),
+            epochs=Counter("tlsearch_epochs_total", "training epochs finished"),
+            pt_hits=Counter("tlsearch_pt_store_hits_total", "pre-trained models reused from the store"),
+            pt_trained=Counter("tlsearch_pt_store_trained_total", "pre-trained models trained"),
+        )
+    return _METRICS
+
+
+def _save_checkpoint(state: dict[str, Any]) -> Any:
+    import torch
+    from ray.tune import Checkpoint
+
+    d = tempfile.mkdtemp(prefix="tls-ckpt-")
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    with open(os.path.join(d, "state.pt"), "wb") as fh:
+        fh.write(buf.getvalue())
+    return Checkpoint.from_directory(d)
+
+
+def _load_checkpoint() -> dict[str, Any] | None:
+    import torch
+    from ray import tune
+
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        return None
+    with ckpt.as_directory() as d:
+        return torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=True)
+
+
+def _record(result: Any) -> dict[str, Any]:
+    """What a finished repeat contributes to the summary (kept in checkpoints, so resumes lose nothing)."""
+    pt = result.pretrain
+    return {"val": result.val, "test": result.test, "eval_sets": result.eval_sets, "n_train": result.n_train,
+            "n_val": result.n_val, "epochs": len(result.history), "n_params": result.n_params,
+            "n_trainable": result.n_trainable, "seconds": result.seconds,
+            "pt": {"key": pt.key, "seconds": pt.pt_seconds, "epochs": pt.epochs, "hit": pt.store_hit} if pt else None}
+
+
+def _summary(done: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"final": True, "repeats": len(done)}
+    for part in ("val", "test"):
+        for key in ("mae", "rmse", "r2"):
+            vals = [d[part][key] for d in done]
+            out[f"{part}_{key}"] = statistics.mean(vals)
+            out[f"{part}_{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    out["val_mae_per_repeat"] = json.dumps([d["val"]["mae"] for d in done])
+    out["test_mae_per_repeat"] = json.dumps([d["test"]["mae"] for d in done])
+    first = done[0]
+    out.update(n_train=first["n_train"], n_val=first["n_val"], n_test=first["test"]["n"],
+               epochs_run=sum(d["epochs"] for d in done), n_params=first["n_params"],
+               n_trainable=first["n_trainable"], wall_seconds=sum(d["seconds"] for d in done))
+    pt = first["pt"] or {}
+    out.update(pt_key=pt.get("key", ""), pt_seconds=pt.get("seconds", 0.0), pt_epochs=pt.get("epochs", 0),
+               pt_store_hit=bool(pt.get("hit", False)))
+    for name in first["eval_sets"]:
+        out[f"eval/{name}/mae"] = statistics.mean(d["eval_sets"][name]["mae"] for d in done)
+    return out
+
+
+def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str]) -> None:
+    from ray import tune
+
+    from tlsearch.search.space import train_config
+    from tlsearch.search.spec import SearchSpec
+    from tlsearch.training import train_trial
+
+    s = SearchSpec.model_validate(spec)
+    threads = max(1, int(math.floor(s.resources.cpus_per_trial)))
+    trial_id = tune.get_context().get_trial_id() or "?"
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    metrics = _ray_metrics()
+    state = _load_checkpoint() or {}
+    done: list[dict[str, Any]] = state.get("done", [])
+    start_repeat = len(done)
+    first_epochs = state.get("first_epochs", 0)
+    for repeat in range(start_repeat, s.budget.repeats):
+        cfg = train_config(s, config, repeat, cache_dir=paths.get("cache_dir"), store_dir=paths.get("store_dir"))
+        cfg = cfg.model_copy(update={"threads": threads})
+        resume = state.get("trainer") if repeat == start_repeat else None
+        report_epochs = repeat == 0
+
+        def on_epoch(m: Any, trainer: Any, repeat: int = repeat) -> None:
+            metrics["val_mae"].set(m.val_mae, tags={"trial": trial_id})
+            metrics["epoch_seconds"].observe(m.seconds)
+            metrics["structures_per_s"].set(m.structures_per_s, tags={"trial": trial_id})
+            metrics["epochs"].inc()
+            if report_epochs:
+                ckpt = _save_checkpoint({"done": done, "repeat": repeat, "trainer": trainer.state_dict(),
+                                         "first_epochs": m.epoch})
+                tune.report({**m.as_dict(), "repeat": repeat, "final": False, "node_id": node_id}, checkpoint=ckpt)
+
+        result = train_trial(cfg, callback=on_epoch, resume=resume)
+        if result.pretrain is not None:
+            (metrics["pt_hits"] if result.pretrain.store_hit else metrics["pt_trained"]).inc()
+        if repeat == 0:
+            first_epochs = len(result.history)
+        done.append(_record(result))
+    summary = _summary(done)
+    summary["epoch"] = first_epochs + 1  # one past the last epoch: ASHA's max_t leaves room for it
+    summary["node_id"] = node_id
+    tune.report(summary, checkpoint=_save_checkpoint({"done": done, "repeat": s.budget.repeats,
+                                                      "first_epochs": first_epochs}))
