@@ -28,12 +28,9 @@ $(VENV)/.stamp-test: pyproject.toml constraints.txt | $(PY)
 install: $(VENV)/.stamp-run
 install-test: $(VENV)/.stamp-test
 
-# Until the search runner lands (issue 4: `tlsearch run $(SPEC)`), `make run` prepares the quickstart's
-# real data: the matminer2018 fine-tuning sets (dielectric, piezoelectric) and pre-training source (flla_2015).
-QUICKSTART_DATA := matminer2018:dielectric_constant matminer2018:piezoelectric_tensor matminer2018:flla_2015
+# each `make run` is a new experiment (experiments/quickstart-<time>); `tlsearch resume DIR` continues one
 run: $(VENV)/.stamp-run
-	@for ref in $(QUICKSTART_DATA); do $(VENV)/bin/tlsearch data prepare $$ref || exit $$?; done
-	$(VENV)/bin/tlsearch data describe matminer2018:dielectric_constant
+	$(VENV)/bin/tlsearch run $(SPEC) --name $$(basename $(SPEC) .yaml)-$$(date +%Y%m%d-%H%M%S)
 
 test: $(VENV)/.stamp-test
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -43,6 +40,8 @@ test-all: $(VENV)/.stamp-test
 
 bench: $(VENV)/.stamp-test
 	$(PY) benchmarks/graphs.py
+	$(PY) benchmarks/trainer.py
+	$(PY) benchmarks/overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -296,3 +296,17 @@ def test_fuzz_load_spec_on_random_files(tmp_path_factory, content):
         load_spec(path)
     except UserInputError as exc:
         assert str(path) in str(exc)
+
+
+@pytest.mark.parametrize("search, needle", [
+    ({"strategy": ["scratch"], "ft_lr": {"low": 0.1, "high": 3.0}}, "train.optim.lr"),
+    ({"strategy": ["scratch"], "architecture": {"hidden_features": [2, 64]}}, "model.hidden_features"),
+    ({"strategy": ["scratch"], "ft_size": [1]}, "sample_size"),
+])
+def test_values_every_trial_would_reject_fail_at_load(tmp_path, search, needle):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "search": search,
+                                    "data": {"target": {"dataset": "emt:alloys", "property": "bulk_modulus"}}}))
+    with pytest.raises(UserInputError, match=needle) as exc:
+        load_spec(path)
+    assert str(path) in str(exc.value) and "invalid trial" in str(exc.value)

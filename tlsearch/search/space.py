@@ -73,9 +73,12 @@ def make_space(spec: SearchSpec) -> Space:
 
 
 def _fixed(dim: Any) -> Any:
-    """The value of a dimension that was not suggested (a scalar, or a one-element list)."""
+    """The value of a dimension that was not suggested (a scalar or a one-element list; for a range, its low
+    end, used only when checking configs)."""
     if isinstance(dim, list):
         return dim[0]
+    if isinstance(dim, (FloatRange, IntRange)):
+        return dim.low
     return dim
 
 
@@ -148,3 +151,29 @@ def train_config(spec: SearchSpec, params: dict[str, Any], repeat: int = 0, **pa
                            "optim": {"epochs": b.pt_epochs, "lr": float(v["pt_lr"]), "batch_size": 32},
                            "seed": spec.seed}
     return config_from_dict(cfg, where=f"trial config of {spec.name}")
+
+
+def _extremes(dim: Any) -> list[Any]:
+    if isinstance(dim, (FloatRange, IntRange)):
+        return [dim.low, dim.high]
+    if isinstance(dim, list):
+        return list(dim)
+    return [dim]
+
+
+def check_trial_configs(spec: SearchSpec) -> None:
+    """Build the trial config at every choice and both ends of every range, one dimension at a time, so a
+    value the spec accepts but every trial would reject (an lr above 1, a layer count out of bounds) is
+    reported when the spec is loaded, not when the trials fail."""
+    s, a = spec.search, spec.search.architecture
+    dims = {"ft_lr": s.ft_lr, "pt_lr": s.pt_lr, "body_lr_factor": s.body_lr_factor, "batch_size": s.batch_size,
+            "alignn_layers": a.alignn_layers, "gcn_layers": a.gcn_layers, "hidden_features": a.hidden_features,
+            "embedding_features": a.embedding_features, "ft_size": s.ft_size}
+    if s.freeze_depth is not None:
+        dims["freeze_depth"] = s.freeze_depth
+    for strategy in s.strategy:
+        for name, dim in dims.items():
+            if strategy == "scratch" and name in ("pt_lr", "body_lr_factor", "freeze_depth"):
+                continue
+            for value in _extremes(dim):
+                train_config(spec, {"strategy": strategy, name: value})

@@ -224,9 +224,17 @@ def spec_from_dict(data: Any, where: str = "space.yaml") -> SearchSpec:
     if not isinstance(data, dict):
         raise UserInputError(f"{where}: expected a mapping with sections name, data, search, budget, ...")
     try:
-        return SearchSpec.model_validate(data)
+        spec = SearchSpec.model_validate(data)
     except ValidationError as exc:
         raise UserInputError(_format(exc, where)) from None
+    from tlsearch.search.space import check_trial_configs
+
+    try:
+        check_trial_configs(spec)
+    except UserInputError as exc:
+        detail = str(exc).replace(f"trial config of {spec.name}: ", "trial config field ")
+        raise UserInputError(f"{where}: search: a value in the search space gives an invalid trial: {detail}") from None
+    return spec
 
 
 def load_spec(path: str | Path) -> SearchSpec:

@@ -7,7 +7,7 @@ trial runs on a laptop CPU; the paper's settings are 4+4 layers, hidden 256, 500
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,7 +17,7 @@ from tlsearch.graphs import GraphParams
 
 Mode = Literal["scratch", "finetune", "mpt"]
 FreezeStrategy = Literal["all_unfrozen", "2b", "3b", "new_head", "last_layer"]
-Size = int | Literal["all"]
+Size = Annotated[int, Field(ge=2)] | Literal["all"]  # a sample needs a train and a validation structure
 
 
 class _Strict(BaseModel):
