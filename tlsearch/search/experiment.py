@@ -35,10 +35,6 @@ class Experiment:
     def tune_dir(self) -> Path:
         return self.root / TUNE_NAME
 
-    @property
-    def store_dir(self) -> Path:
-        return self.root / "pretrained"
-
     @classmethod
     def create(cls, spec: SearchSpec, storage: str | Path | None = None, name: str | None = None) -> "Experiment":
         root = Path(storage or spec.storage).expanduser().resolve() / (name or spec.name)

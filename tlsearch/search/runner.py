@@ -69,8 +69,8 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
 
     from tlsearch.search._optuna import ResumableOptunaSearch
 
-    paths = {"cache_dir": os.environ.get("TLSEARCH_CACHE", ""), "store_dir": str(exp.store_dir)}
-    paths = {k: v for k, v in paths.items() if v}
+    # graphs and PT models live in the shared caches ($TLSEARCH_CACHE), so later studies reuse them
+    paths = {k: v for k, v in {"cache_dir": os.environ.get("TLSEARCH_CACHE", "")}.items() if v}
     fn = tune.with_parameters(trainable, spec=spec.model_dump(mode="json"), paths=paths)
     res = spec.resources
     fn = tune.with_resources(fn, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})

@@ -113,7 +113,8 @@ def _pretrain(cfg: TrainConfig, exclude: set[str], device: torch.device) -> Stor
                 "best_val": trainer.best_val, "history": [m.as_dict() for m in trainer.history]}
         return model.state_dict(), meta
 
-    return PretrainStore(cfg.store_dir).get_or_train(material, train)
+    store_dir = cfg.store_dir or (str(Path(cfg.cache_dir) / "pretrained") if cfg.cache_dir else None)
+    return PretrainStore(store_dir).get_or_train(material, train)
 
 
 def _init_from_pretrained(model: PropertyModel, cfg: TrainConfig, entry: StoreEntry) -> None:
