@@ -69,6 +69,13 @@ def _print_status(exp) -> None:  # noqa: ANN001
     b = best(rows)
     if b:
         out.print(f"best so far: trial {b['trial']} {b['strategy']} {b['details']} val MAE {b['val']}")
+    sizes = sorted({r["ft_size"] for r in rows if r.get("ft_size") is not None}, key=str)
+    if len(sizes) > 1:  # validation MAEs of different FT sizes are not comparable: best per size too
+        for size in sizes:
+            bs = best([r for r in rows if r.get("ft_size") == size])
+            if bs:
+                out.print(f"  best at FT size {size}: trial {bs['trial']} {bs['strategy']} {bs['details']} "
+                          f"val MAE {bs['val']}" + (f", test MAE {bs['test']}" if bs["test"] else ""))
     for name, err in failures(exp):
         out.print(f"[red]failed[/] {name}: {err}")
     runs = offline_wandb(exp)

@@ -67,7 +67,8 @@ def study_rows(exp: Experiment) -> list[dict[str, Any]]:
             state = "stopped early"  # ASHA ended it; its last validation value stands
         rows.append({"trial": t.number, "state": state, "strategy": strategy, "details": " ".join(detail),
                      "val": f"{value:.4g}" if value is not None else "", "value": value, "test": test_s,
-                     "epochs": r.get("epochs_run", r.get("training_iteration", ""))})
+                     "epochs": r.get("epochs_run", r.get("training_iteration", "")),
+                     "ft_size": p.get("ft_size", spec.search.ft_size[0])})
     return rows
 
 
