@@ -87,31 +87,40 @@ def test_metrics_reach_ray_endpoint_and_dashboard_answers(tmp_path, monkeypatch)
         ray.shutdown()
 
 
-def test_fractional_gpus_pack_two_trials_on_one_gpu(tmp_path, monkeypatch):
-    """gpus_per_trial 0.5 on a node that declares one GPU: two trials run at the same time."""
-    import ray
+_FRACTIONAL = """
+import json, os, sys, yaml
+import ray
+from rich.console import Console
+from tlsearch.search.experiment import Experiment
+from tlsearch.search.runner import run_study
+from tlsearch.search.spec import spec_from_dict
+data = yaml.safe_load(open(sys.argv[1]).read())
+data.update(scheduler={"type": "none"}, tracking={"mode": "disabled"},
+            resources={"cpus_per_trial": 0.5, "gpus_per_trial": 0.5, "max_concurrent": 2})
+data["budget"].update(trials=2, max_epochs=3, pt_epochs=2)
+data["search"]["strategy"] = ["scratch"]
+spec = spec_from_dict(data)
+ray.init(num_cpus=1, num_gpus=1, include_dashboard=False)
+results = run_study(spec, Experiment.create(spec, sys.argv[2]), Console(file=open(os.devnull, "w")))
+spans = []
+for r in results:
+    df = r.metrics_dataframe
+    spans.append([float(df["timestamp"].min() - df["time_this_iter_s"].iloc[0]), float(df["timestamp"].max())])
+print("SPANS", json.dumps({"spans": spans, "errors": len(results.errors)}))
+"""
 
-    from tlsearch.search.experiment import Experiment
-    from tlsearch.search.runner import run_study
-    from tlsearch.search.spec import spec_from_dict
 
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    data = yaml.safe_load(SMOKE.read_text())
-    data.update(scheduler={"type": "none"}, tracking={"mode": "disabled"},
-                resources={"cpus_per_trial": 0.5, "gpus_per_trial": 0.5, "max_concurrent": 2})
-    data["budget"].update(trials=2, max_epochs=3, pt_epochs=2)
-    data["search"]["strategy"] = ["scratch"]
-    spec = spec_from_dict(data)
-    ray.init(num_cpus=1, num_gpus=1, include_dashboard=False)
-    try:
-        exp = Experiment.create(spec, tmp_path / "exp")
-        results = run_study(spec, exp, Console(file=open(os.devnull, "w")))
-        spans = []
-        for r in results:
-            df = r.metrics_dataframe
-            spans.append((df["timestamp"].min() - df["time_this_iter_s"].iloc[0], df["timestamp"].max()))
-        assert len(spans) == 2 and not results.errors
-        (a0, a1), (b0, b1) = spans
-        assert a0 < b1 and b0 < a1, f"trials did not overlap: {spans}"
-    finally:
-        ray.shutdown()
+def test_fractional_gpus_pack_two_trials_on_one_gpu(tmp_path):
+    """gpus_per_trial 0.5 on a node that declares one GPU: two trials run at the same time (own process)."""
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", TLSEARCH_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-c", _FRACTIONAL, str(SMOKE), str(tmp_path / "exp")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("SPANS ")]
+    assert proc.returncode == 0 and line, proc.stdout[-2000:] + proc.stderr[-2000:]
+    got = json.loads(line[0][6:])
+    (a0, a1), (b0, b1) = got["spans"]
+    assert got["errors"] == 0 and a0 < b1 and b0 < a1, f"trials did not overlap: {got}"
