@@ -35,16 +35,19 @@ def _ray_metrics() -> dict[str, Any]:
     return _METRICS
 
 
-def _save_checkpoint(state: dict[str, Any]) -> Any:
+def _report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
+    """tune.report with a checkpoint of ``state``; Ray copies the directory into the trial's storage during
+    the call, so the temporary directory is removed right after."""
     import torch
+    from ray import tune
     from ray.tune import Checkpoint
 
-    d = tempfile.mkdtemp(prefix="tls-ckpt-")
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    with open(os.path.join(d, "state.pt"), "wb") as fh:
-        fh.write(buf.getvalue())
-    return Checkpoint.from_directory(d)
+    with tempfile.TemporaryDirectory(prefix="tls-ckpt-") as d:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        with open(os.path.join(d, "state.pt"), "wb") as fh:
+            fh.write(buf.getvalue())
+        tune.report(metrics, checkpoint=Checkpoint.from_directory(d))
 
 
 def _load_checkpoint() -> dict[str, Any] | None:
@@ -118,9 +121,8 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
             metrics["structures_per_s"].set(m.structures_per_s, tags={"trial": trial_id})
             metrics["epochs"].inc()
             if report_epochs:
-                ckpt = _save_checkpoint({"done": done, "repeat": repeat, "trainer": trainer.state_dict(),
-                                         "first_epochs": m.epoch})
-                tune.report({**m.as_dict(), "repeat": repeat, "final": False, "node_id": node_id}, checkpoint=ckpt)
+                _report({**m.as_dict(), "repeat": repeat, "final": False, "node_id": node_id},
+                        {"done": done, "repeat": repeat, "trainer": trainer.state_dict(), "first_epochs": m.epoch})
 
         result = train_trial(cfg, callback=on_epoch, resume=resume)
         if result.pretrain is not None:
@@ -131,5 +133,4 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
     summary = _summary(done)
     summary["epoch"] = first_epochs + 1  # one past the last epoch: ASHA's max_t leaves room for it
     summary["node_id"] = node_id
-    tune.report(summary, checkpoint=_save_checkpoint({"done": done, "repeat": s.budget.repeats,
-                                                      "first_epochs": first_epochs}))
+    _report(summary, {"done": done, "repeat": s.budget.repeats, "first_epochs": first_epochs})
