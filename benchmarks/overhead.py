@@ -37,10 +37,14 @@ Target (the issue): <= 10 % for trials of >= 30 s. With ``--repeats R`` the side
 (B R, R B, B R, ...) and the median over repeats of each number is reported.
 
 Environment: everything goes to a temporary directory (experiment, ``TLSEARCH_CACHE``, ``HOME``, so Ray
-generates its auth token there; ``--auth-disabled`` sets ``RAY_AUTH_MODE=disabled`` instead); the
-dashboard gets a free port; ``WANDB_API_KEY`` is dropped. Other load on the machine skews both sides:
-before anything is measured the script waits (polling every 30 s, at most ``--load-wait`` s) until the
-1-minute load average is <= ``--max-load`` (0 disables the wait), and prints the load averages.
+generates its auth token there, ``--auth-disabled`` sets ``RAY_AUTH_MODE=disabled`` instead; and
+``RAY_TMPDIR``, so ``ray.init()`` starts a fresh local instance instead of joining one that someone else
+started with ``ray start``); the dashboard gets a free port; ``WANDB_API_KEY`` is dropped. Other load on
+the machine skews both sides, and badly: two torch threads on two oversubscribed cores can run an epoch
+10-50x slower. Before anything is measured the script waits (polling every 30 s, at most ``--load-wait``
+s) until the 1-minute load average is <= ``--max-load`` (0 disables the wait), and prints the load
+averages (they include this benchmark's own processes: about 2 while a trial trains). A ``ray stop
+--force`` run by someone else on the machine kills the Ray side (and this process with it).
 
 Usage: python benchmarks/overhead.py [--trials 4] [--trial-seconds 30] [--epochs E] [--n 400] [--repeats 1]
 Last lines: RATIO <name>=<value>.
@@ -189,6 +193,7 @@ def run_ray(spec: Any, root: Path, name: str, log: Path) -> dict[str, Any]:
         timing["t0"] = time.perf_counter()
         url = orig(*a, **k)
         timing["startup"] = time.perf_counter() - timing["t0"]
+        timing["url"] = url
         return url
 
     runner.start_ray = timed_start_ray
@@ -199,6 +204,9 @@ def run_ray(spec: Any, root: Path, name: str, log: Path) -> dict[str, Any]:
     finally:
         runner.start_ray = orig
         ray.shutdown()
+    url = str(timing.get("url", ""))
+    if url and not url.rstrip("/").endswith(f":{spec.cluster.dashboard_port}"):
+        raise RuntimeError(f"ray.init joined another Ray instance (dashboard {url}), not a fresh local one")
     if results.errors or len(results) != spec.budget.trials:
         raise RuntimeError(f"Ray study failed ({len(results)} results, errors: {results.errors}); see {log}")
     want = resolve(spec, PARAMS)
@@ -215,7 +223,7 @@ def run_ray(spec: Any, root: Path, name: str, log: Path) -> dict[str, Any]:
         tune_s.append(float(m["time_total_s"]))
         epoch_sums.append(float(epochs["seconds"].sum()))
     return {"wall": wall, "startup": timing["startup"], "per_trial": per_trial, "tune_s": tune_s,
-            "epoch_sums": epoch_sums}
+            "epoch_sums": epoch_sums, "url": url}
 
 
 def _fmt(xs: list[float]) -> str:
@@ -239,8 +247,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tlsoh-"))
     home, cache, log = tmp / "home", tmp / "cache", tmp / "study.log"
     home.mkdir()
+    # RAY_TMPDIR: Ray's session files go here, and ray.init() cannot find (and join) a cluster that someone
+    # else started with `ray start` (it looks for <temp dir>/ray/ray_current_cluster).
     os.environ.update(HOME=str(home), TLSEARCH_CACHE=str(cache), WANDB_MODE="offline", WANDB_SILENT="true",
-                      PYTHONWARNINGS="ignore")
+                      PYTHONWARNINGS="ignore", RAY_TMPDIR=str(tmp))
     for var in ("RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "RAY_ADDRESS", "WANDB_API_KEY"):
         os.environ.pop(var, None)
     if args.auth_disabled:
@@ -281,9 +291,17 @@ def main() -> None:
                   f"sum {b['wall']:.2f}  (epoch seconds {_fmt(b['epoch_sums'])})")
             print(f"  Ray per-trial s (train_trial inside the worker): {_fmt(r['per_trial'])}  "
                   f"(epoch seconds {_fmt(r['epoch_sums'])}; Tune time_total_s {_fmt(r['tune_s'])})")
+            print(f"  Ray: fresh local instance, dashboard {r['url'] or '(none)'}")
             print(f"  Ray wall {r['wall']:.2f} s = start-up {r['startup']:.2f} s + "
                   f"{r['wall'] - r['startup']:.2f} s for the trials ({(r['wall'] - r['startup']) / n:.2f} s per "
                   f"trial vs {b['wall'] / n:.2f} s in process)")
+            mean = statistics.mean
+            slot = (r["wall"] - r["startup"]) / n
+            d_epochs = mean(r["epoch_sums"]) - mean(b["epoch_sums"])
+            d_rest = (mean(r["per_trial"]) - mean(r["epoch_sums"])) - (mean(b["per_trial"]) - mean(b["epoch_sums"]))
+            print(f"  per-trial breakdown (Ray minus in process, s): epochs {d_epochs:+.2f}, rest of train_trial "
+                  f"{d_rest:+.2f}, trainable outside train_trial {mean(r['tune_s']) - mean(r['per_trial']):+.2f}, "
+                  f"outside the trainable (actor start, Tune, W&B) {slot - mean(r['tune_s']):+.2f}")
             print(f"  overhead: {row['pct']:.1f} % incl. start-up, {row['pct_excl']:.1f} % excl., "
                   f"{row['per_trial']:.2f} s per trial; load {_load()}", flush=True)
 

@@ -110,3 +110,11 @@ def test_two_processes_share_one_cache(tmp_path):
     outs = [p.communicate(timeout=300)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs) and outs == ["40", "40"]
     assert len(list((tmp_path / "graphs").rglob("*.tlg"))) == 1
+
+
+def test_building_does_not_change_the_callers_torch_threads(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    GraphCache(root=tmp_path, workers=1).get(structures(3))
+    assert torch.get_num_threads() == before

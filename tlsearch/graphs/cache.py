@@ -47,10 +47,13 @@ class GraphSet:
     hit: bool = False
 
 
-def _build_chunk(params: GraphParams, items: list[tuple[Any, Any, list[str]]]) -> list[Any]:
+def _worker_init() -> None:
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # one thread per worker process; never changed in the caller's process
+
+
+def _build_chunk(params: GraphParams, items: list[tuple[Any, Any, list[str]]]) -> list[Any]:
     out: list[Any] = []
     for lattice, frac, elements in items:
         try:
@@ -138,7 +141,7 @@ class GraphCache:
         chunk = 256
         chunks = [items[j : j + chunk] for j in range(0, len(items), chunk)]
         if self.workers > 1 and len(todo) >= self.parallel_min:
-            with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn")) as ex:
+            with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_worker_init) as ex:
                 outs = ex.map(_build_chunk, [self.params] * len(chunks), chunks)
                 for j, out in enumerate(outs):
                     for t, res in zip(todo[j * chunk : j * chunk + len(out)], out):

@@ -48,7 +48,8 @@ def start_ray(spec: SearchSpec, address: str | None, console: Console, metrics_p
         ctx = ray.init(address=addr, **kwargs)
     else:
         extra = {"_metrics_export_port": metrics_port} if metrics_port else {}
-        ctx = ray.init(include_dashboard=True, dashboard_host=spec.cluster.dashboard_host,
+        # address="local": always a fresh local instance, never a stray `ray start` cluster found on the machine
+        ctx = ray.init(address="local", include_dashboard=True, dashboard_host=spec.cluster.dashboard_host,
                        dashboard_port=spec.cluster.dashboard_port, **kwargs, **extra)
     url = getattr(ctx, "dashboard_url", "") or ""
     url = url if url.startswith("http") or not url else f"http://{url}"
