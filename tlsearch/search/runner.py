@@ -1,6 +1,7 @@
 """Run a study: Ray Tune ``Tuner`` + ``OptunaSearch`` (TPE, constant liar, persistent journal storage) +
 ASHA over epochs, bounded concurrency, fractional GPUs, retries, per-epoch checkpoints, W&B per trial,
-the Ray dashboard, and the live view. ``resume_study`` restores the Tuner and the searcher state."""
+the Ray dashboard, and the live view. ``run_study(..., restore=True)`` restores the Tuner and the
+searcher state."""
 
 from __future__ import annotations
 
@@ -75,15 +76,14 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     fn = tune.with_parameters(trainable, spec=spec.model_dump(mode="json"), paths=paths)
     res = spec.resources
     fn = tune.with_resources(fn, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
+    if restore:  # the run config (callbacks included) and the searcher come back from the experiment state
+        return Tuner.restore(str(exp.tune_dir), trainable=fn, resume_errored=True)
     callbacks = [*tracking.callbacks(spec, exp, console), LiveView(spec.budget.trials, METRIC, console)]
     run_config = RunConfig(
         name=TUNE_NAME, storage_path=str(exp.root), verbose=0, callbacks=callbacks,
         failure_config=FailureConfig(max_failures=res.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=res.checkpoints_kept),
     )
-    if restore:
-        return Tuner.restore(str(exp.tune_dir), trainable=fn, resume_errored=True, _run_config_override=run_config) \
-            if _accepts_override() else Tuner.restore(str(exp.tune_dir), trainable=fn, resume_errored=True)
     sampler = optuna.samplers.TPESampler(seed=spec.seed, constant_liar=True, multivariate=True, group=True,
                                          n_startup_trials=min(10, max(2, spec.budget.trials // 3)))
     searcher = ResumableOptunaSearch(make_space(spec), metric=METRIC, mode=MODE, sampler=sampler,
@@ -103,14 +103,6 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
                              num_samples=spec.budget.trials, time_budget_s=spec.budget.time_budget_s,
                              trial_dirname_creator=lambda t: f"t{t.trial_id[-5:]}")
     return Tuner(fn, tune_config=tune_config, run_config=run_config)
-
-
-def _accepts_override() -> bool:
-    import inspect
-
-    from ray.tune import Tuner
-
-    return "_run_config_override" in inspect.signature(Tuner.restore).parameters
 
 
 def run_study(spec: SearchSpec, exp: Experiment, console: Console, address: str | None = None,

@@ -12,7 +12,7 @@ from tlsearch.search.experiment import Experiment
 
 
 def _trial_results(exp: Experiment) -> dict[str, dict[str, Any]]:
-    """Last reported result of each Ray trial, keyed by its Optuna trial number when known."""
+    """Last reported result of each Ray trial (plus the last line of its error, if any), keyed by trial directory."""
     out: dict[str, dict[str, Any]] = {}
     for path in exp.tune_dir.glob("*/result.json") if exp.tune_dir.exists() else []:
         last: dict[str, Any] = {}
@@ -21,9 +21,10 @@ def _trial_results(exp: Experiment) -> dict[str, dict[str, Any]]:
                 last = json.loads(line)
             except ValueError:
                 continue
-        error = (path.parent / "error.txt")
+        error = path.parent / "error.txt"
         if error.exists():
-            last["error"] = error.read_text().strip().splitlines()[-1][:200] if error.read_text().strip() else "error"
+            text = error.read_text().strip()
+            last["error"] = text.splitlines()[-1][:200] if text else "error"
         out[path.parent.name] = last
     return out
 
@@ -79,10 +80,6 @@ def failures(exp: Experiment) -> list[tuple[str, str]]:
 def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     done = [r for r in rows if r["value"] is not None and r["state"] in ("complete", "stopped early")]
     return min(done, key=lambda r: r["value"]) if done else None
-
-
-def tune_summaries(exp: Experiment) -> list[dict[str, Any]]:
-    return [r for r in _trial_results(exp).values() if r.get("final")]
 
 
 def offline_wandb(exp: Experiment) -> list[Path]:

@@ -71,7 +71,3 @@ def announce(spec: SearchSpec, exp: Experiment, console: Console) -> None:
         console.print(f"W&B: online, project {spec.tracking.project!r}, group {spec.name!r}")
     else:
         console.print("W&B: disabled")
-
-
-def offline_runs(exp_root: Path) -> list[Path]:
-    return sorted(exp_root.rglob("offline-run-*/run-*.wandb"))
