@@ -1,9 +1,23 @@
-"""ALIGNN graphs: parameters, builders (pure-torch and dgl), the packed format and the on-disk cache."""
+"""ALIGNN graphs: parameters, builders (pure-torch and dgl), the packed format and the on-disk cache.
 
-from tlsearch.graphs._build import GraphBuildError, build_arrays, dgl_available
-from tlsearch.graphs._pack import GraphPack, feature_table
-from tlsearch.graphs._params import GraphParams
-from tlsearch.graphs.cache import GraphCache, GraphSet
+Names are imported on first use (PEP 562): ``GraphParams`` is plain data, and code that only needs it
+(the spec, the analysis) must not pay for torch."""
 
-__all__ = ["GraphBuildError", "GraphCache", "GraphPack", "GraphParams", "GraphSet", "build_arrays",
-           "dgl_available", "feature_table"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {"GraphBuildError": "_build", "build_arrays": "_build", "dgl_available": "_build",
+          "GraphPack": "_pack", "feature_table": "_pack", "GraphParams": "_params",
+          "GraphCache": "cache", "GraphSet": "cache"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
