@@ -13,10 +13,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from tlsearch.errors import UserInputError
-from tlsearch.search.spec import SearchSpec
+from tlsearch.search.spec import SearchSpec, _format
 
 TUNE_NAME = "tune"
+RAY_TRIAL_ATTR = "ray_trial_id"  # Optuna user attribute: the Ray trial that ran the Optuna trial
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,14 @@ class Experiment:
         return cls(root)
 
     def spec(self) -> SearchSpec:
-        return SearchSpec.model_validate_json(self.spec_path.read_text())
+        try:
+            return SearchSpec.model_validate_json(self.spec_path.read_bytes())
+        except (OSError, ValidationError) as exc:
+            why = (f"cannot read: {exc.strerror}" if isinstance(exc, OSError)
+                   else "; ".join(line.removeprefix("-: ") for line in _format(exc, "-").split("\n")))
+            raise UserInputError(f"{self.spec_path}: not a valid experiment spec ({why}); fix: this file is written "
+                                 "by `tlsearch run`: restore it from a backup, or start the study again with "
+                                 "`tlsearch run SPACE.yaml`") from None
 
     def optuna_storage(self):
         from optuna.storages import JournalStorage

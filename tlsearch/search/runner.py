@@ -66,10 +66,11 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     import optuna
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from tlsearch.search._optuna import ResumableOptunaSearch
+    from tlsearch.search._optuna import CycleSampler, ResumableOptunaSearch
+    from tlsearch.search._scheduler import GroupedASHA
 
     # graphs and PT models live in the shared caches ($TLSEARCH_CACHE), so later studies reuse them
     paths = {k: v for k, v in {"cache_dir": os.environ.get("TLSEARCH_CACHE", "")}.items() if v}
@@ -86,21 +87,23 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     )
     sampler = optuna.samplers.TPESampler(seed=spec.seed, constant_liar=True, multivariate=True, group=True,
                                          n_startup_trials=min(10, max(2, spec.budget.trials // 3)))
+    sizes = spec.search.ft_size
+    if len(sizes) > 1:  # the FT size is a condition to compare at: every size gets its share of trials
+        sampler = CycleSampler(sampler, "ft_size", sizes)
     searcher = ResumableOptunaSearch(make_space(spec), metric=METRIC, mode=MODE, sampler=sampler,
                             study_name=spec.name, storage=exp.optuna_storage(), seed=spec.seed)
     searcher = ConcurrencyLimiter(searcher, max_concurrent=res.max_concurrent)
     if isinstance(spec.scheduler, ASHA):
-        # max_t is one past the last epoch: a trial's final summary comes at that iteration. No rung may sit
-        # on the last epoch itself (it would cut a finished trial just before its summary), so drop those.
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=spec.budget.max_epochs + 1,
-                                  grace_period=spec.scheduler.grace_period,
-                                  reduction_factor=spec.scheduler.reduction_factor)
-        for bracket in getattr(scheduler, "_brackets", []):
-            bracket._rungs = [(m, r) for m, r in bracket._rungs if m < spec.budget.max_epochs]
+        # one ASHA per FT size (trials of different sizes have incomparable validation errors); max_t is one
+        # past the last epoch: a finished trial's summary comes at that iteration
+        scheduler = GroupedASHA("ft_size", sizes[0], max_t=spec.budget.max_epochs + 1,
+                                grace_period=spec.scheduler.grace_period,
+                                reduction_factor=spec.scheduler.reduction_factor, last_epoch=spec.budget.max_epochs)
     else:
         scheduler = FIFOScheduler()
     tune_config = TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
                              num_samples=spec.budget.trials, time_budget_s=spec.budget.time_budget_s,
+                             reuse_actors=True,  # a worker keeps torch, alignn and the datasets loaded
                              trial_dirname_creator=lambda t: f"t{t.trial_id[-5:]}")
     return Tuner(fn, tune_config=tune_config, run_config=run_config)
 

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import shutil
 import statistics
 import tempfile
 from typing import Any
@@ -35,9 +36,9 @@ def _ray_metrics() -> dict[str, Any]:
     return _METRICS
 
 
-def _report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
-    """tune.report with a checkpoint of ``state``; Ray copies the directory into the trial's storage during
-    the call, so the temporary directory is removed right after."""
+def _report(metrics: dict[str, Any], state: dict[str, Any], files: dict[str, str] | None = None) -> None:
+    """tune.report with a checkpoint of ``state`` (plus ``files``: name -> path, copied in); Ray copies the
+    directory into the trial's storage during the call, so the temporary directory is removed right after."""
     import torch
     from ray import tune
     from ray.tune import Checkpoint
@@ -47,6 +48,9 @@ def _report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
         torch.save(state, buf)
         with open(os.path.join(d, "state.pt"), "wb") as fh:
             fh.write(buf.getvalue())
+        for name, path in (files or {}).items():
+            if os.path.exists(path):
+                shutil.copyfile(path, os.path.join(d, name))
         tune.report(metrics, checkpoint=Checkpoint.from_directory(d))
 
 
@@ -109,28 +113,33 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
     done: list[dict[str, Any]] = state.get("done", [])
     start_repeat = len(done)
     first_epochs = state.get("first_epochs", 0)
-    for repeat in range(start_repeat, s.budget.repeats):
-        cfg = train_config(s, config, repeat, cache_dir=paths.get("cache_dir"), store_dir=paths.get("store_dir"))
-        cfg = cfg.model_copy(update={"threads": threads})
-        resume = state.get("trainer") if repeat == start_repeat else None
-        report_epochs = repeat == 0
+    out = tempfile.mkdtemp(prefix="tls-out-")  # the first repeat's model and predictions, for the report
+    try:
+        for repeat in range(start_repeat, s.budget.repeats):
+            cfg = train_config(s, config, repeat, cache_dir=paths.get("cache_dir"), store_dir=paths.get("store_dir"))
+            cfg = cfg.model_copy(update={"threads": threads, "output_dir": out if repeat == 0 else None})
+            resume = state.get("trainer") if repeat == start_repeat else None
+            report_epochs = repeat == 0
 
-        def on_epoch(m: Any, trainer: Any, repeat: int = repeat) -> None:
-            metrics["val_mae"].set(m.val_mae, tags={"trial": trial_id})
-            metrics["epoch_seconds"].observe(m.seconds)
-            metrics["structures_per_s"].set(m.structures_per_s, tags={"trial": trial_id})
-            metrics["epochs"].inc()
-            if report_epochs:
-                _report({**m.as_dict(), "repeat": repeat, "final": False, "node_id": node_id},
-                        {"done": done, "repeat": repeat, "trainer": trainer.state_dict(), "first_epochs": m.epoch})
+            def on_epoch(m: Any, trainer: Any, repeat: int = repeat) -> None:
+                metrics["val_mae"].set(m.val_mae, tags={"trial": trial_id})
+                metrics["epoch_seconds"].observe(m.seconds)
+                metrics["structures_per_s"].set(m.structures_per_s, tags={"trial": trial_id})
+                metrics["epochs"].inc()
+                if report_epochs:
+                    _report({**m.as_dict(), "repeat": repeat, "final": False, "node_id": node_id},
+                            {"done": done, "repeat": repeat, "trainer": trainer.state_dict(), "first_epochs": m.epoch})
 
-        result = train_trial(cfg, callback=on_epoch, resume=resume)
-        if result.pretrain is not None:
-            (metrics["pt_hits"] if result.pretrain.store_hit else metrics["pt_trained"]).inc()
-        if repeat == 0:
-            first_epochs = len(result.history)
-        done.append(_record(result))
-    summary = _summary(done)
-    summary["epoch"] = first_epochs + 1  # one past the last epoch: ASHA's max_t leaves room for it
-    summary["node_id"] = node_id
-    _report(summary, {"done": done, "repeat": s.budget.repeats, "first_epochs": first_epochs})
+            result = train_trial(cfg, callback=on_epoch, resume=resume)
+            if result.pretrain is not None:
+                (metrics["pt_hits"] if result.pretrain.store_hit else metrics["pt_trained"]).inc()
+            if repeat == 0:
+                first_epochs = len(result.history)
+            done.append(_record(result))
+        summary = _summary(done)
+        summary["epoch"] = first_epochs + 1  # one past the last epoch: ASHA's max_t leaves room for it
+        summary["node_id"] = node_id
+        _report(summary, {"done": done, "repeat": s.budget.repeats, "first_epochs": first_epochs},
+                files={n: os.path.join(out, n) for n in ("model.pt", "predictions.parquet")})
+    finally:
+        shutil.rmtree(out, ignore_errors=True)

@@ -1,0 +1,111 @@
+"""FT size as a condition, not a knob: CycleSampler spreads trials evenly over the sizes, GroupedASHA runs one
+ASHA per size. A formula objective stands in for training (validation MAE = size offset + lr penalty)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import optuna
+import pytest
+
+from tlsearch.search._optuna import CycleSampler
+
+SIZES = [100, 800]
+OFFSET = {100: 10.0, 800: 1.0}  # small data: always a higher validation error
+
+
+def _space(trial: optuna.Trial) -> tuple[int, float]:
+    size = trial.suggest_categorical("ft_size", SIZES)
+    lr = trial.suggest_float("ft_lr", 1e-5, 1e-1, log=True)
+    return size, lr
+
+
+def _objective(trial: optuna.Trial) -> float:
+    size, lr = _space(trial)
+    return OFFSET[size] + (math.log10(lr) + 3) ** 2  # best lr: 1e-3 at every size
+
+
+def _study(sampler: optuna.samplers.BaseSampler, n: int) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.optimize(_objective, n_trials=n)
+    return study
+
+
+def test_plain_tpe_drifts_to_the_size_with_the_lower_error():
+    study = _study(optuna.samplers.TPESampler(seed=0, multivariate=True, n_startup_trials=5), 40)
+    counts = Counter(t.params["ft_size"] for t in study.trials)
+    assert counts[800] > 2 * counts[100], counts  # the failure CycleSampler exists for
+
+
+def test_cycle_sampler_gives_every_size_its_share_and_tpe_still_learns_the_rest():
+    sampler = CycleSampler(optuna.samplers.TPESampler(seed=0, multivariate=True, n_startup_trials=5), "ft_size", SIZES)
+    study = _study(sampler, 40)
+    counts = Counter(t.params["ft_size"] for t in study.trials)
+    assert counts == {100: 20, 800: 20}
+    assert [t.params["ft_size"] for t in study.trials[:4]] == [100, 800, 100, 800]
+    late = [abs(math.log10(t.params["ft_lr"]) + 3) for t in study.trials[-10:]]
+    # lr is still TPE's: it concentrates at the optimum 1e-3 (uniform sampling on [1e-5, 1e-1]: mean distance 1.0)
+    assert sum(late) / len(late) < 0.4, late
+
+
+def test_cycle_sampler_continues_the_cycle_after_a_reload(tmp_path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "j.log")))
+    make = lambda: CycleSampler(optuna.samplers.TPESampler(seed=1), "ft_size", SIZES)  # noqa: E731
+    s1 = optuna.create_study(study_name="s", storage=storage, sampler=make())
+    s1.optimize(_objective, n_trials=3)
+    s2 = optuna.load_study(study_name="s", storage=storage, sampler=make())
+    s2.optimize(_objective, n_trials=3)
+    assert [t.params["ft_size"] for t in s2.trials] == [100, 800, 100, 800, 100, 800]
+
+
+@pytest.fixture(scope="module")
+def ray_local(tmp_path_factory):
+    import sys
+
+    import ray
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    yield
+    ray.shutdown()
+
+
+def _formula_trainable(config: dict) -> None:
+    from ray import tune
+
+    for epoch in range(1, 10):
+        tune.report({"val_mae": OFFSET[config["ft_size"]] + config["penalty"] / epoch, "epoch": epoch})
+    tune.report({"val_mae": OFFSET[config["ft_size"]] + config["penalty"] / 9, "final": True})
+
+
+def _run(scheduler, tmp_path):
+    from ray import tune
+
+    configs = [{"ft_size": s, "penalty": p} for p in (1.0, 2.0, 3.0, 4.0) for s in SIZES]
+    tuner = tune.Tuner(
+        _formula_trainable, param_space={"ft_size": tune.grid_search(SIZES[::-1]), "penalty": tune.grid_search([1.0, 2.0, 3.0, 4.0])},
+        tune_config=tune.TuneConfig(metric="val_mae", mode="min", scheduler=scheduler, max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="x", verbose=0))
+    results = tuner.fit()
+    assert len(results) == len(configs)
+    return {(r.config["ft_size"], r.config["penalty"]): bool(r.metrics.get("final")) for r in results}
+
+
+def test_grouped_asha_lets_each_size_finish_its_best_trials(ray_local, tmp_path):
+    from ray.tune.schedulers import ASHAScheduler
+
+    from tlsearch.search._scheduler import GroupedASHA
+
+    plain = _run(ASHAScheduler(time_attr="training_iteration", max_t=10, grace_period=2, reduction_factor=2), tmp_path / "a")
+    assert not any(done for (size, _), done in plain.items() if size == 100), plain  # one ASHA: small size starved
+    grouped = _run(GroupedASHA("ft_size", 100, max_t=10, grace_period=2, reduction_factor=2, last_epoch=9), tmp_path / "b")
+    for size in SIZES:
+        assert grouped[(size, 1.0)], grouped  # the best trial of every size runs to the end
+        assert not all(grouped[(size, p)] for p in (1.0, 2.0, 3.0, 4.0)), grouped  # and ASHA still stops some

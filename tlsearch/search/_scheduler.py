@@ -1,0 +1,91 @@
+"""ASHA per FT size (imported lazily: it imports Ray).
+
+The FT size is a condition of the study, not a knob to optimise: a trial on 100 structures has a higher
+validation MAE than one on 800 whatever its strategy, so one ASHA over all trials would stop every
+small-size trial at its first rung and the report would have nothing to say about small data. Each FT size
+gets its own ASHA (its own rungs and cut-offs); trials compete only with trials of the same size.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+
+class GroupedASHA(FIFOScheduler):
+    def __init__(self, group_key: str, default_group: Any, max_t: int, grace_period: int,
+                 reduction_factor: float, last_epoch: int) -> None:
+        super().__init__()
+        self._group_key, self._default = group_key, default_group
+        self._asha_args = {"time_attr": "training_iteration", "max_t": max_t, "grace_period": grace_period,
+                           "reduction_factor": reduction_factor}
+        self._last_epoch = last_epoch
+        self._groups: dict[str, ASHAScheduler] = {}
+        self._of_trial: dict[str, str] = {}
+        self._metric_mode: tuple[str | None, str | None] = (None, None)
+
+    def _new(self) -> ASHAScheduler:
+        s = ASHAScheduler(**self._asha_args)
+        # a finished trial reports its summary at max_t = last epoch + 1: no rung may sit on the last epoch
+        # itself (it would cut a finished trial just before its summary)
+        for bracket in getattr(s, "_brackets", []):
+            bracket._rungs = [(m, r) for m, r in bracket._rungs if m < self._last_epoch]
+        metric, mode = self._metric_mode
+        if metric or mode:
+            s.set_search_properties(metric, mode)
+        return s
+
+    def group_of(self, trial: Any) -> str:
+        return str(trial.config.get(self._group_key, self._default))
+
+    def _sched(self, trial: Any) -> ASHAScheduler:
+        key = self._of_trial.get(trial.trial_id) or self.group_of(trial)
+        if key not in self._groups:
+            self._groups[key] = self._new()
+        return self._groups[key]
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        self._metric_mode = (metric, mode)
+        for s in self._groups.values():
+            s.set_search_properties(metric, mode, **spec)
+        return super().set_search_properties(metric, mode, **spec)
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self._of_trial[trial.trial_id] = self.group_of(trial)
+        self._sched(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        s = self._sched(trial)
+        if trial.trial_id not in s._trial_info:  # added before a restore: place it now
+            s.on_trial_add(tune_controller, trial)
+        return s.on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        s = self._sched(trial)
+        if trial.trial_id in s._trial_info:
+            s.on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        s = self._sched(trial)
+        if trial.trial_id in s._trial_info:
+            s.on_trial_remove(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self.on_trial_remove(tune_controller, trial)
+
+    def stopped(self) -> dict[str, int]:
+        return {k: s._num_stopped for k, s in self._groups.items()}
+
+    def debug_string(self) -> str:
+        return "ASHA per " + self._group_key + ": " + ", ".join(f"{k}: {n} stopped" for k, n in self.stopped().items())
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump(self.__dict__, fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as fh:
+            self.__dict__.update(pickle.load(fh))
+
