@@ -32,8 +32,10 @@ class ResumableOptunaSearch(OptunaSearch):
             pass
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        # Ray tells an errored trial COMPLETE with its last value; a trial that raised or diverged is a FAIL
+        # (TPE must not learn from it as if it had finished, and the report must list it as failed)
         try:
-            super().on_trial_complete(trial_id, result, error)
+            super().on_trial_complete(trial_id, None if error else result, error)
         except UpdateFinishedTrialError:
             self._ot_trials.pop(trial_id, None)
 

@@ -65,6 +65,27 @@ def _load_checkpoint() -> dict[str, Any] | None:
         return torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=True)
 
 
+def _failpoint(config: dict[str, Any]) -> str | None:
+    """Fault injection for the reliability tests: ``TLSEARCH_FAILPOINT="raise:<param>=<value>"`` makes every
+    trial whose sampled ``<param>`` equals ``<value>`` raise after the first epoch of every attempt (so Ray's
+    retry from the checkpoint fails too); ``"nan:..."`` poisons its weights instead, so the engine's own
+    divergence check fails it. Unset: nothing happens."""
+    kind, _, cond = os.environ.get("TLSEARCH_FAILPOINT", "").partition(":")
+    key, _, value = cond.partition("=")
+    return kind if kind in ("raise", "nan") and key and str(config.get(key)) == value else None
+
+
+def _inject(fault: str | None, trainer: Any) -> None:
+    if fault == "raise":
+        raise RuntimeError("injected fault (TLSEARCH_FAILPOINT): the trial raised")
+    if fault == "nan":
+        import torch
+
+        with torch.no_grad():
+            for p in trainer.model.parameters():
+                p.fill_(float("nan"))
+
+
 def _record(result: Any) -> dict[str, Any]:
     """What a finished repeat contributes to the summary (kept in checkpoints, so resumes lose nothing)."""
     pt = result.pretrain
@@ -113,6 +134,7 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
     done: list[dict[str, Any]] = state.get("done", [])
     start_repeat = len(done)
     first_epochs = state.get("first_epochs", 0)
+    fault = _failpoint(config)
     out = tempfile.mkdtemp(prefix="tls-out-")  # the first repeat's model and predictions, for the report
     try:
         for repeat in range(start_repeat, s.budget.repeats):
@@ -122,6 +144,7 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
             report_epochs = repeat == 0
 
             def on_epoch(m: Any, trainer: Any, repeat: int = repeat) -> None:
+                nonlocal fault
                 metrics["val_mae"].set(m.val_mae, tags={"trial": trial_id})
                 metrics["epoch_seconds"].observe(m.seconds)
                 metrics["structures_per_s"].set(m.structures_per_s, tags={"trial": trial_id})
@@ -129,6 +152,9 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
                 if report_epochs:
                     _report({**m.as_dict(), "repeat": repeat, "final": False, "node_id": node_id},
                             {"done": done, "repeat": repeat, "trainer": trainer.state_dict(), "first_epochs": m.epoch})
+                if fault:  # once per attempt
+                    _inject(fault, trainer)
+                    fault = None
 
             result = train_trial(cfg, callback=on_epoch, resume=resume)
             if result.pretrain is not None:
