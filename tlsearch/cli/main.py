@@ -7,9 +7,11 @@ import sys
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tlsearch import __version__
 from tlsearch.cli.data_cmd import data_app
+from tlsearch.cli.report_cmd import report_cmd
 from tlsearch.cli.search_cmd import resume_cmd, run_cmd, status_cmd, validate_cmd
 from tlsearch.cli.train_cmd import train_cmd
 from tlsearch.errors import UserInputError
@@ -27,6 +29,7 @@ app.command("validate")(validate_cmd)
 app.command("run")(run_cmd)
 app.command("resume")(resume_cmd)
 app.command("status")(status_cmd)
+app.command("report")(report_cmd)
 err = Console(stderr=True)
 
 
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = app(args=argv, prog_name="tlsearch", standalone_mode=False)
     except UserInputError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return _exit(exc.exit_code, argv)
     except click.exceptions.UsageError as exc:
         exc.show()

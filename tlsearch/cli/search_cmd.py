@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from tlsearch.search.spec import load_spec
+from tlsearch.search.spec import check_datasets, load_spec
 
 out = Console()
 
@@ -34,9 +34,12 @@ def run_cmd(
     from tlsearch.search.runner import run_study
 
     s = load_spec(spec)
+    with out.status("checking the datasets ..."):
+        check_datasets(s, str(spec))  # before Ray starts: a typo must not fail every trial
     exp = Experiment.create(s, storage, name)
     run_study(s, exp, out, address=address)
     _print_status(exp)
+    _report(exp)
 
 
 def resume_cmd(
@@ -50,6 +53,7 @@ def resume_cmd(
     exp = Experiment.open(experiment)
     run_study(exp.spec(), exp, out, address=address, restore=True)
     _print_status(exp)
+    _report(exp)
 
 
 def status_cmd(experiment: Path = typer.Argument(..., help="Experiment directory.")) -> None:
@@ -57,6 +61,18 @@ def status_cmd(experiment: Path = typer.Argument(..., help="Experiment directory
     from tlsearch.search.experiment import Experiment
 
     _print_status(Experiment.open(experiment))
+
+
+def _report(exp) -> None:  # noqa: ANN001
+    """The report ends every run; a failure to write it never loses the study (it is rebuilt any time with
+    `tlsearch report`)."""
+    from tlsearch.cli.report_cmd import print_report
+
+    try:
+        print_report(exp.root, out)
+    except Exception as exc:  # noqa: BLE001 - the trials are safe on disk; say so and how to retry
+        out.print(f"[red]report failed[/] ({type(exc).__name__}: {exc}); the trials are intact: "
+                  f"retry with `tlsearch report {exp.root}`")
 
 
 def _print_status(exp) -> None:  # noqa: ANN001

@@ -1,0 +1,156 @@
+"""Load an experiment directory into polars tables: the Optuna journal (what was sampled, how each trial
+ended) joined with Ray Tune's ``result.json`` per trial (per-epoch history, final summary) and ``error.txt``.
+
+Reads files only: no torch, no Ray, so it works while a study runs, after it ends, or after it was killed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tlsearch.analysis._schema import HISTORY, TRIALS, polars_schema
+from tlsearch.search.experiment import RAY_TRIAL_ATTR, Experiment
+from tlsearch.search.space import resolve
+from tlsearch.search.spec import SearchSpec
+
+
+
+@dataclass
+class RayTrial:
+    trial_id: str
+    dir: Path
+    config: dict[str, Any]
+    epochs: list[dict[str, Any]]
+    final: dict[str, Any] | None
+    last: dict[str, Any]
+    error: str | None
+    first_timestamp: float
+
+
+def read_ray_trials(exp: Experiment) -> list[RayTrial]:
+    out = []
+    for path in sorted(exp.tune_dir.glob("*/result.json")) if exp.tune_dir.exists() else []:
+        rows = []
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:  # a line cut by a crash
+                continue
+        error = None
+        err = path.parent / "error.txt"
+        if err.exists():
+            lines = [ln for ln in err.read_text().strip().splitlines() if ln.strip()]
+            error = lines[-1][:300] if lines else "error"
+        if not rows and error is None:
+            continue
+        finals = [r for r in rows if r.get("final")]
+        last = rows[-1] if rows else {}
+        params = path.parent / "params.json"
+        config = last.get("config") or (json.loads(params.read_text()) if params.exists() else {})
+        out.append(RayTrial(trial_id=str(last.get("trial_id", path.parent.name)), dir=path.parent, config=config,
+                            epochs=[r for r in rows if not r.get("final")], final=finals[-1] if finals else None,
+                            last=last, error=error, first_timestamp=float(rows[0].get("timestamp", 0)) if rows else 0.0))
+    return out
+
+
+def _match(optuna_trials: list[Any], ray_trials: list[RayTrial]) -> dict[int, RayTrial]:
+    """Optuna trial number -> Ray trial: by the id the searcher recorded, else (older experiments) by equal
+    parameters, pairing duplicates in order."""
+    by_id = {r.trial_id: r for r in ray_trials}
+    out: dict[int, RayTrial] = {}
+    used: set[str] = set()
+    for t in optuna_trials:
+        rid = t.user_attrs.get(RAY_TRIAL_ATTR)
+        if rid in by_id:
+            out[t.number] = by_id[rid]
+            used.add(rid)
+    rest = sorted((r for r in ray_trials if r.trial_id not in used), key=lambda r: r.first_timestamp)
+    for t in optuna_trials:
+        if t.number in out:
+            continue
+        for r in rest:
+            if r.trial_id not in used and r.config == t.params:
+                out[t.number] = r
+                used.add(r.trial_id)
+                break
+    return out
+
+
+def _family(v: dict[str, Any]) -> str:
+    if v["strategy"] == "finetune":
+        return f"PT->FT({v['pt_source']})"
+    if v["strategy"] == "mpt":
+        return f"MPT({' + '.join(v['mpt_properties'])})"
+    return "scratch"
+
+
+def _predictions(trial_dir: Path) -> str | None:
+    found = sorted(trial_dir.glob("checkpoint_*/predictions.parquet"))
+    return str(found[-1]) if found else None
+
+
+def _num(x: Any) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
+    v = resolve(spec, t.params)
+    f = r.final if r else None
+    state = {"COMPLETE": "finished", "FAIL": "failed", "RUNNING": "running", "WAITING": "pending",
+             "PRUNED": "stopped_early"}[t.state.name]
+    if state == "finished" and f is None:  # no summary: ASHA stopped it, or it errored (older experiments
+        state = "stopped_early" if r and r.epochs and r.error is None else "failed"  # told Optuna COMPLETE)
+    error = (r.error if r else None) if state == "failed" else None
+    if state == "failed" and error is None:
+        error = t.user_attrs.get("tlsearch_note", "failed (no error recorded)")
+    freeze = v.get("freeze") if "freeze_depth" not in v else f"depth={v['freeze_depth']}"
+    epochs = r.epochs if r else []
+    f = f or {}
+    evals = {k.split("/")[1]: f[k] for k in f if k.startswith("eval/") and k.endswith("/mae")}
+    per = {k: json.loads(f[k]) if isinstance(f.get(k), str) else f.get(k) for k in ("val_mae_per_repeat",
+                                                                                  "test_mae_per_repeat")}
+    return {
+        "trial": t.number, "ray_trial_id": r.trial_id if r else None, "state": state, "error": error,
+        "strategy": v["strategy"], "family": _family(v), "pt_source": v.get("pt_source"),
+        "mpt_properties": " + ".join(v["mpt_properties"]) if "mpt_properties" in v else None,
+        "mpt_size": len(v["mpt_properties"]) if "mpt_properties" in v else None,
+        "freeze": freeze, "reinit_head": v.get("reinit_head"), "ft_size": str(v["ft_size"]),
+        "sampling": v["sampling"], "ft_lr": float(v["ft_lr"]), "pt_lr": _num(v.get("pt_lr")),
+        "body_lr_factor": _num(v.get("body_lr_factor")), "batch_size": int(v["batch_size"]),
+        **{k: int(v[k]) for k in ("alignn_layers", "gcn_layers", "hidden_features", "embedding_features")},
+        "repeats": f.get("repeats"), "val_mae": _num(f["val_mae"]) if "val_mae" in f else _num(t.value),
+        "val_mae_std": _num(f.get("val_mae_std")), "test_mae": _num(f.get("test_mae")),
+        "test_mae_std": _num(f.get("test_mae_std")), "test_rmse": _num(f.get("test_rmse")),
+        "test_r2": _num(f.get("test_r2")), "val_mae_per_repeat": per["val_mae_per_repeat"],
+        "test_mae_per_repeat": per["test_mae_per_repeat"], "eval_mae": json.dumps(evals) if evals else None,
+        "n_train": f.get("n_train"), "n_val": f.get("n_val"), "n_test": f.get("n_test"),
+        "epochs_reported": len(epochs), "epochs_run": f.get("epochs_run", len(epochs)),
+        "max_epochs": spec.budget.max_epochs, "pt_key": f.get("pt_key") or None, "pt_epochs": f.get("pt_epochs"),
+        "pt_seconds": _num(f.get("pt_seconds")), "pt_store_hit": f.get("pt_store_hit"),
+        "seconds": _num((r.last if r else {}).get("time_total_s")), "node_id": (r.last if r else {}).get("node_id"),
+        "predictions": _predictions(r.dir) if r else None, "params": json.dumps(t.params, sort_keys=True),
+    }
+
+
+def load_trials(exp: Experiment | str | Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(trials, history) of an experiment, with the schemas of :mod:`tlsearch.analysis._schema`."""
+    import optuna
+
+    exp = exp if isinstance(exp, Experiment) else Experiment.open(exp)
+    spec = exp.spec()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        trials = optuna.load_study(study_name=spec.name, storage=exp.optuna_storage()).trials
+    except KeyError:  # the study never started
+        trials = []
+    matched = _match(trials, read_ray_trials(exp))
+    rows = [_row(spec, t, matched.get(t.number)) for t in trials]
+    hist = [{"trial": t.number, **{k: e.get(k) for k in HISTORY if k != "trial"}}
+            for t in trials if t.number in matched for e in matched[t.number].epochs]
+    return pl.DataFrame(rows, schema=polars_schema(TRIALS)), pl.DataFrame(hist, schema=polars_schema(HISTORY))

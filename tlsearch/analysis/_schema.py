@@ -1,0 +1,81 @@
+"""The fixed schemas of the analysis tables (``trials.parquet`` and ``history.parquet``).
+
+One row of ``trials.parquet`` per Optuna trial of the study (finished, stopped early, failed or still
+running). Values that do not apply to a trial (a PT source for a scratch trial, test metrics of a trial
+ASHA stopped early) are null. The columns, in order, with their meaning, are documented here and in
+``docs/report.md``; :func:`tlsearch.analysis.load_trials` always returns exactly these columns.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+# column -> (dtype, meaning)
+TRIALS: dict[str, tuple[pl.DataType, str]] = {
+    "trial": (pl.Int64, "Optuna trial number (0, 1, ...), in the order the searcher proposed them"),
+    "ray_trial_id": (pl.String, "Ray Tune trial id (the trial directory is tune/t<last 5 characters>)"),
+    "state": (pl.String, "finished | stopped_early (ASHA) | failed | running | pending"),
+    "error": (pl.String, "last line of the failure reason (failed trials)"),
+    "strategy": (pl.String, "scratch | finetune | mpt"),
+    "family": (pl.String, "scratch, PT->FT(<PT source>) or MPT(<property set>): what the report compares"),
+    "pt_source": (pl.String, "PT dataset:property (finetune)"),
+    "mpt_properties": (pl.String, "MPT property set, ' + '-joined labels (mpt)"),
+    "mpt_size": (pl.Int64, "number of MPT properties (mpt)"),
+    "freeze": (pl.String, "freeze strategy (all_unfrozen, 2b, 3b, new_head, last_layer) or depth=<k>"),
+    "reinit_head": (pl.Boolean, "head re-initialised before FT (transfer strategies)"),
+    "ft_size": (pl.String, "FT sample size as searched: an integer or 'all'"),
+    "sampling": (pl.String, "FT sampling scheme: random | stratified | diverse"),
+    "ft_lr": (pl.Float64, "FT (or scratch) peak learning rate"),
+    "pt_lr": (pl.Float64, "PT peak learning rate (transfer strategies)"),
+    "body_lr_factor": (pl.Float64, "body lr = ft_lr x this factor (transfer strategies)"),
+    "batch_size": (pl.Int64, "FT batch size"),
+    "alignn_layers": (pl.Int64, "ALIGNN layers"),
+    "gcn_layers": (pl.Int64, "GCN layers"),
+    "hidden_features": (pl.Int64, "hidden width"),
+    "embedding_features": (pl.Int64, "embedding width"),
+    "repeats": (pl.Int64, "FT draws finished (different FT samples and seeds; repeat i uses seed + i in every trial)"),
+    "val_mae": (pl.Float64, "the objective: validation MAE (mean over repeats; last epoch's for a trial stopped early)"),
+    "val_mae_std": (pl.Float64, "std of validation MAE over repeats"),
+    "test_mae": (pl.Float64, "held-out test MAE, mean over repeats (recorded, never used for selection)"),
+    "test_mae_std": (pl.Float64, "std of test MAE over repeats (0 with one repeat)"),
+    "test_rmse": (pl.Float64, "held-out test RMSE, mean over repeats"),
+    "test_r2": (pl.Float64, "held-out test R^2, mean over repeats"),
+    "val_mae_per_repeat": (pl.List(pl.Float64), "validation MAE of each repeat"),
+    "test_mae_per_repeat": (pl.List(pl.Float64), "test MAE of each repeat"),
+    "eval_mae": (pl.String, "JSON {eval set label: MAE, mean over repeats}: out-of-domain sets, when configured"),
+    "n_train": (pl.Int64, "FT training structures (after the validation split)"),
+    "n_val": (pl.Int64, "validation structures"),
+    "n_test": (pl.Int64, "held-out test structures"),
+    "epochs_reported": (pl.Int64, "epochs of the first repeat that reached the scheduler"),
+    "epochs_run": (pl.Int64, "FT epochs trained over all repeats (the trial's compute)"),
+    "max_epochs": (pl.Int64, "FT epochs a trial may train per repeat (the budget)"),
+    "pt_key": (pl.String, "content key of the PT model in the store (transfer strategies)"),
+    "pt_epochs": (pl.Int64, "epochs of that PT model"),
+    "pt_seconds": (pl.Float64, "seconds its PT took (once per key, however many trials use it)"),
+    "pt_store_hit": (pl.Boolean, "the PT model came from the store (trained by an earlier trial or study)"),
+    "seconds": (pl.Float64, "wall seconds of the trial in Ray (time_total_s)"),
+    "node_id": (pl.String, "Ray node that ran the trial"),
+    "predictions": (pl.String, "path of the first repeat's val/test predictions (parquet), when kept"),
+    "params": (pl.String, "JSON of the parameters the searcher sampled"),
+}
+
+HISTORY: dict[str, tuple[pl.DataType, str]] = {
+    "trial": (pl.Int64, "Optuna trial number"),
+    "epoch": (pl.Int64, "FT epoch (1-based) of the first repeat"),
+    "train_loss": (pl.Float64, "training loss (scaled target units)"),
+    "val_loss": (pl.Float64, "validation loss (scaled target units)"),
+    "val_mae": (pl.Float64, "validation MAE (physical units)"),
+    "lr": (pl.Float64, "learning rate at the end of the epoch"),
+    "seconds": (pl.Float64, "seconds of the epoch"),
+    "structures_per_s": (pl.Float64, "training throughput"),
+}
+
+
+def polars_schema(table: dict[str, tuple[pl.DataType, str]]) -> dict[str, pl.DataType]:
+    return {k: v[0] for k, v in table.items()}
+
+
+def markdown_table(table: dict[str, tuple[pl.DataType, str]]) -> str:
+    rows = ["| column | type | meaning |", "|---|---|---|"]
+    rows += [f"| `{k}` | {dt} | {doc} |" for k, (dt, doc) in table.items()]
+    return "\n".join(rows)

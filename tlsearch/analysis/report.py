@@ -1,0 +1,176 @@
+"""``tlsearch report EXPERIMENT_DIR``: the study's conclusions with their evidence.
+
+Writes into the experiment directory: ``trials.parquet`` and ``history.parquet`` (schemas in
+:mod:`tlsearch.analysis._schema`), ``summary.json`` (the conclusions, machine-readable), ``plots/*.png``,
+``report.md`` and a self-contained ``report.html``. Imports neither torch nor Ray.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tlsearch._io import write_atomic
+from tlsearch.analysis import _analyse as A
+from tlsearch.analysis import _plots as P
+from tlsearch.analysis._importance import importances
+from tlsearch.analysis._load import load_trials
+from tlsearch.analysis._render import Doc, html_page, markdown
+from tlsearch.search.experiment import Experiment
+
+
+@dataclass
+class Report:
+    summary: dict[str, Any]
+    markdown: Path
+    html: Path
+    summary_json: Path
+    trials: Path
+
+    @property
+    def conclusions(self) -> list[str]:
+        return self.summary["conclusions"]
+
+
+def analyse(exp: Experiment, trials: pl.DataFrame) -> dict[str, Any]:
+    import optuna
+
+    spec = exp.spec()
+    target = spec.data.target.label
+    sizes = A.by_size(trials, target)
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=exp.optuna_storage())
+        imps, notes = importances(study)
+    except KeyError:
+        imps, notes = {"all": "the study has no trials"}, []
+    conclusions = [s["conclusion"] for s in sizes] or ["No trial has finished yet: nothing to conclude."]
+    return {"experiment": spec.name, "directory": str(exp.root), "target": target,
+            "selection": "validation MAE (the objective); test MAE of the selected trials is reported, never used to select",
+            "repeats": spec.budget.repeats, "trials": A.counts(trials), "conclusions": conclusions,
+            "by_ft_size": sizes, "learning_curves": A.learning_curves(sizes), "importance": imps, "importance_notes": notes,
+            "compute": A.compute(trials, spec.budget.repeats), "failed": A.failures(trials),
+            "eval_sets": [e.label for e in spec.data.eval_sets]}
+
+
+def _pm(e: dict[str, Any]) -> str:
+    return f"{e['test_mae']:.4g} +/- {e['test_mae_std']:.2g}" if e["repeats"] > 1 else f"{e['test_mae']:.4g}"
+
+
+def _gain(e: dict[str, Any]) -> str:
+    g = e.get("gain_vs_scratch_pct")
+    if not g:
+        return ""
+    return f"{g['mean']:+.1f} %" + (f" +/- {g['std']:.1f}" if g["std"] is not None else "")
+
+
+def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
+    doc = Doc(f"tlsearch report: {s['experiment']}")
+    doc.items(s["conclusions"])
+    c = s["trials"]
+    doc.p(f"Target property: {A.short(s['target'])}. Strategies are compared per FT size; within each, the "
+          f"configuration with the lowest validation MAE is selected and its held-out test MAE is reported "
+          f"(mean +/- std over {s['repeats']} repeat(s): different FT samples and seeds, the same in every trial). "
+          f"Gains are relative to the best scratch configuration, paired by repeat; positive = lower test MAE. "
+          f"Trials: {c['total']} ({c['finished']} finished, {c['stopped_early']} stopped early by ASHA, "
+          f"{c['failed']} failed, {c['running'] + c['pending']} unfinished). Only finished trials are cited.")
+    doc.h("Best strategy per FT size and family")
+    for z in s["by_ft_size"]:
+        doc.h(f"FT size {z['ft_size']} ({z['n_train']} training structures, {z['finished_trials']} finished trials)", 3)
+        doc.table(["family", "trial", "configuration", "val MAE", "test MAE", "gain vs scratch", "R^2"],
+                  [[f["family"], f["trial"], A.describe(f), f["val_mae"], _pm(f), _gain(f), f["test_r2"]]
+                   for f in z["families"]])
+    doc.h("Freeze strategies (transfer trials, ranked by validation MAE)")
+    for z in s["by_ft_size"]:
+        doc.p(f"FT size {z['ft_size']}:")
+        doc.table(["rank", "freeze", "trials", "median val MAE", "best val MAE", "its test MAE", "gain vs scratch"],
+                  [[i + 1, r["freeze"], r["trials"], r["median_val_mae"], r["val_mae"], _pm(r), _gain(r)]
+                   for i, r in enumerate(z["freeze_ranking"])])
+    doc.img(plots.get("freeze"), "Test MAE of the best configuration per freeze strategy and FT size")
+    doc.h("Sampling schemes (ranked by validation MAE)")
+    for z in s["by_ft_size"]:
+        doc.table(["FT size", "rank", "sampling", "trials", "best val MAE", "its test MAE", "gain vs scratch"],
+                  [[z["ft_size"], i + 1, r["sampling"], r["trials"], r["val_mae"], _pm(r), _gain(r)]
+                   for i, r in enumerate(z["sampling_ranking"])])
+    doc.h("Pre-training source and MPT property set")
+    rows = []
+    for z in s["by_ft_size"]:
+        for kind, e in (("PT source", z["best_pt_source"]), ("MPT set", z["best_mpt_set"])):
+            if e:
+                what = A.short(e["pt_source"]) if kind == "PT source" else e["mpt_properties"]
+                rows.append([z["ft_size"], kind, what, e["val_mae"], _pm(e), _gain(e)])
+    doc.table(["FT size", "kind", "best", "val MAE", "test MAE", "gain vs scratch"], rows)
+    if not rows:
+        doc.p("No transfer trial finished.")
+    if s["eval_sets"]:
+        doc.h("Out-of-domain evaluation sets (MAE of each family's best model)")
+        doc.table(["FT size", "family", *s["eval_sets"]],
+                  [[z["ft_size"], f["family"], *[f["eval_mae"].get(e) for e in s["eval_sets"]]]
+                   for z in s["by_ft_size"] for f in z["families"]])
+    doc.h("Learning curves")
+    doc.img(plots.get("curves"), "Test MAE vs FT training structures, best configuration per family")
+    doc.img(plots.get("heatmap"), "Test MAE of each family's best configuration at each FT size")
+    doc.img(plots.get("parity"), "Parity of the best model per FT size (held-out test set, first repeat)")
+    doc.h("Parameter importance (PED-ANOVA on the validation MAE)")
+    doc.p("Over all trials with a value and per strategy branch; the FT size is a condition, not a parameter, "
+          "and is left out.")
+    for branch, v in s["importance"].items():
+        if isinstance(v, dict):
+            doc.p(f"{branch}: " + ", ".join(f"{k} {x:.2f}" for k, x in v.items()))
+        else:
+            doc.p(f"{branch}: {v}")
+    doc.items([f"caveat: {n}" for n in s["importance_notes"]])
+    doc.img(plots.get("importance"), "Importance of each searched parameter, overall and per strategy branch")
+    m = s["compute"]
+    doc.h("Search progress and compute")
+    doc.items([f"FT trial-epochs spent: {m['ft_trial_epochs']} ({m['full_budget_trial_epochs']} if every trial had run "
+               f"all its epochs and repeats); early stopping saved {m['saved_by_early_stopping']} ({m['saved_pct']:.0f} %, "
+               f"{m['stopped_early']} trials stopped)",
+               f"PT: {m['pt_models']} model(s), {m['pt_epochs']} epochs, {m['pt_seconds']:.0f} s, shared by "
+               f"{m['trials_using_pt']} trials ({m['pt_epochs_per_transfer_trial']:.1f} PT epochs per transfer trial)",
+               f"total trial wall time in Ray: {m['trial_seconds']:.0f} s"])
+    doc.img(plots.get("progress"), "Best validation MAE so far vs trials and vs compute")
+    doc.h("Failed trials")
+    doc.table(["trial", "family", "reason"], [[f["trial"], f["family"], f["error"]] for f in s["failed"]])
+    if not s["failed"]:
+        doc.p("None.")
+    return doc
+
+
+def all_trials_table(doc: Doc, trials: pl.DataFrame) -> None:
+    doc.h("All trials")
+    doc.table(["trial", "state", "family", "freeze", "FT size", "sampling", "ft_lr", "val MAE", "test MAE", "epochs"],
+              [[r["trial"], r["state"], r["family"], r["freeze"], r["ft_size"], r["sampling"], r["ft_lr"],
+                r["val_mae"], r["test_mae"], r["epochs_run"]] for r in trials.sort("trial").iter_rows(named=True)])
+    doc.p("Every column of every trial: trials.parquet (schema: docs/report.md); per-epoch history: history.parquet.")
+
+
+def build_report(exp: Experiment | str | Path) -> Report:
+    exp = exp if isinstance(exp, Experiment) else Experiment.open(exp)
+    trials, history = load_trials(exp)
+    root = exp.root
+    for name, df in (("trials.parquet", trials), ("history.parquet", history)):
+        tmp = root / f".{name}.tmp"
+        df.write_parquet(tmp)
+        tmp.replace(root / name)
+    s = analyse(exp, trials)
+    pdir = root / "plots"
+    best = [(z["ft_size"], z["best"], trials.filter(pl.col("trial") == z["best"]["trial"])["predictions"][0])
+            for z in s["by_ft_size"]]
+    plots = {"curves": P.learning_curves(s["learning_curves"], s["target"], pdir / "learning_curves.png"),
+             "heatmap": P.heatmap(s["by_ft_size"], pdir / "strategy_size_heatmap.png"),
+             "freeze": P.freeze_effect(s["by_ft_size"], pdir / "freeze_effect.png"),
+             "parity": P.parity(best, s["target"], pdir / "parity_best.png"),
+             "importance": P.importance(s["importance"], pdir / "importance.png"),
+             "progress": P.progress(trials, pdir / "search_progress.png")}
+    s["plots"] = {k: str(v.relative_to(root)) for k, v in plots.items() if v is not None}
+    doc = document(s, plots)
+    all_trials_table(doc, trials)
+    paths = {"summary": root / "summary.json", "md": root / "report.md", "html": root / "report.html"}
+    write_atomic(paths["summary"], json.dumps(s, indent=1, default=str).encode())
+    write_atomic(paths["md"], markdown(doc, root).encode())
+    write_atomic(paths["html"], html_page(doc).encode())
+    return Report(s, paths["md"], paths["html"], paths["summary"], root / "trials.parquet")
