@@ -25,13 +25,21 @@ def _choices(valid: Iterable[str]) -> str:
     return ", ".join(items) if items else "(none)"
 
 
+def _plural(kind: str) -> str:
+    return kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+
+
 class UnknownChoiceError(UserInputError):
     """A name (source, dataset, property, scheme...) is not one of the valid choices."""
 
     def __init__(self, kind: str, name: str, valid: Iterable[str], where: str = "") -> None:
-        self.kind, self.name, self.valid = kind, name, sorted(valid)
+        self.kind, self.name, self.valid, self.where = kind, name, sorted(valid), where
         prefix = f"{where}: " if where else ""
-        super().__init__(f"{prefix}unknown {kind} {name!r}; valid {kind}s: {_choices(self.valid)}")
+        super().__init__(f"{prefix}unknown {kind} {name!r}; valid {_plural(kind)}: {_choices(self.valid)}")
+
+    def __reduce__(self) -> tuple:
+        # Ray pickles a trial's exception and copies it to re-raise it: rebuild from the constructor's arguments
+        return type(self), (self.kind, self.name, self.valid, self.where)
 
 
 class BadReferenceError(UserInputError):
@@ -56,3 +64,7 @@ class SampleSizeError(UserInputError):
 
 class CorruptEntryError(TlsearchError):
     """A cache or store file failed its checksum or format check; callers rebuild it."""
+
+
+class WandbPublishError(UserInputError):
+    """A W&B report cannot be published: no API key is configured, or the project has no runs on the server yet."""
