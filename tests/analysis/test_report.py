@@ -185,3 +185,10 @@ def test_report_html_renders_in_headless_chromium(study):
         finally:
             browser.close()
     assert errors == []
+
+
+def test_docs_describe_the_current_schema():
+    from tlsearch.analysis._schema import markdown_table
+
+    doc = (ROOT / "docs" / "report.md").read_text()
+    assert markdown_table(TRIALS) in doc and markdown_table(HISTORY) in doc
