@@ -64,6 +64,11 @@ def prepare_cmd(
     with out.status(f"loading {ref} ..."):
         ds = load_dataset(ref, cache=cache, refresh=refresh)
     out.print(f"[green]parsed[/] {ds.ref}: {len(ds)} records, {len(ds.skipped)} skipped")
+    for s in ds.skipped[:10]:
+        out.print(f"  skipped {s.id}: {s.reason}" + (f" ({s.detail})" if s.detail else ""), markup=False,
+                  highlight=False)
+    if len(ds.skipped) > 10:
+        out.print(f"  ... and {len(ds.skipped) - 10} more (`tlsearch data describe` counts them by reason)")
     with Progress(TextColumn("graphs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=out) as bar:
         task = bar.add_task("graphs", total=len(ds))
         gs = GraphCache(params, root=cache).get([r.atoms for r in ds.records],

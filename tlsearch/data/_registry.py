@@ -115,8 +115,12 @@ def load_dataset(
     records, skipped, props = validate(src.candidates(ref, src_dir), declared)
     if not records:
         reasons = {s.reason for s in skipped}
+        shown = "; ".join(f"{s.id}: {s.reason}" + (f" ({s.detail[:160]})" if s.detail else "")
+                          for s in skipped[:3])
+        more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
         raise EmptyDatasetError(
             f"{ref}: no usable records ({len(skipped)} entries skipped: {sorted(reasons) or 'none found'})"
+            + (f": {shown}{more}" if shown else "")
         )
     provenance = {
         "source": src.name,

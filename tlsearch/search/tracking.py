@@ -53,6 +53,19 @@ def _wandb_callback_class() -> type:
     from ray.air.integrations.wandb import WandbLoggerCallback
 
     class Callback(WandbLoggerCallback):
+        def _start_logging_actor(self, trial: Any, exclude_results: list[str], **wandb_init_kwargs: Any) -> None:
+            # Ray copies WANDB_API_KEY into the logging actor's runtime_env, and Ray's runtime-env agent writes
+            # runtime_envs in full to its session log (<ray tmp>/session_*/logs/runtime_env_agent.log). Offline
+            # and disabled runs need no key: keep it out of the runtime_env.
+            if self.kwargs.get("mode") == "online":
+                return super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
+            key = os.environ.pop("WANDB_API_KEY", None)
+            try:
+                return super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
+            finally:
+                if key is not None:
+                    os.environ["WANDB_API_KEY"] = key
+
         def __del__(self) -> None:  # Ray's own __del__ fails at interpreter exit (ray module already gone)
             try:
                 super().__del__()
@@ -65,9 +78,11 @@ def _wandb_callback_class() -> type:
 def announce(spec: SearchSpec, exp: Experiment, console: Console) -> None:
     mode = effective_mode(spec)
     if mode == "offline":
-        console.print(f"W&B: offline (no API key configured); runs are written under {exp.root / 'wandb'}; "
+        why = " (no API key configured)" if spec.tracking.mode == "auto" else ""
+        console.print(f"W&B: offline{why}; runs are written under {exp.root / 'wandb'}; "
                       f"upload later with: wandb sync {exp.root / 'wandb'}/offline-run-*")
     elif mode == "online":
         console.print(f"W&B: online, project {spec.tracking.project!r}, group {spec.name!r}")
     else:
         console.print("W&B: disabled")
+
