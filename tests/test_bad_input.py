@@ -318,3 +318,18 @@ def test_unknown_choice_message_lists_the_choices():
     msg = str(errors.UnknownChoiceError("property", "gapp", ["e_form", "band_gap"], where="emt:alloys"))
     assert msg == "emt:alloys: unknown property 'gapp'; valid properties: band_gap, e_form"
     assert str(errors.UnknownChoiceError("source", "mp", [])) == "unknown source 'mp'; valid sources: (none)"
+
+
+def test_validate_with_data_names_an_unknown_property(tmp_path):
+    spec = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
+    spec["data"]["target"]["property"] = "bulk_modulus_typo"
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = dict(os.environ, TLSEARCH_CACHE=str(tmp_path / "cache"))
+    plain = subprocess.run([sys.executable, "-m", "tlsearch.cli.main", "validate", str(path)], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0  # the spec itself is well formed; the data is only checked with --data
+    proc = subprocess.run([sys.executable, "-m", "tlsearch.cli.main", "validate", str(path), "--data"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "data.target" in proc.stderr and "bulk_modulus_typo" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout

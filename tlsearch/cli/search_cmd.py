@@ -13,9 +13,16 @@ from tlsearch.search.spec import check_datasets, load_spec
 out = Console()
 
 
-def validate_cmd(spec: Path = typer.Argument(..., help="space.yaml")) -> None:
+def validate_cmd(
+    spec: Path = typer.Argument(..., help="space.yaml"),
+    data: bool = typer.Option(False, "--data", help="Also load every dataset the spec names and check its "
+                              "properties (downloads and parses into the cache; `run` always does this)."),
+) -> None:
     """Check a space.yaml; print a summary or every mistake (exit code 2)."""
     s = load_spec(spec)
+    if data:
+        with out.status("checking the datasets ..."):
+            check_datasets(s, str(spec))
     d = s.data
     out.print(f"[green]ok[/] {spec}: study {s.name!r}: target {d.target.label}; strategies {s.search.strategy}; "
               f"{s.budget.trials} trials x {s.budget.repeats} repeat(s), <= {s.budget.max_epochs} FT epochs; "

@@ -1,7 +1,8 @@
 """The Ray Tune trainable: one trial = ``train_trial`` for each repeat of one sampled configuration.
 
 It reports every epoch of the first repeat (``val_mae`` steers OptunaSearch and ASHA), checkpoints the
-trainer state each epoch (a restored or retried trial resumes from its last epoch), exports tlsearch
+trainer state at the end of an epoch once ``resources.checkpoint_interval_s`` passed since the last one (a
+restored or retried trial resumes from its last checkpoint), exports tlsearch
 metrics to Ray's metrics endpoint, and ends with one summary report: mean and spread over repeats of
 validation and held-out test metrics (the test numbers are recorded, never optimised).
 """
@@ -15,6 +16,7 @@ import os
 import shutil
 import statistics
 import tempfile
+import time
 from typing import Any
 
 _METRICS: dict[str, Any] = {}
@@ -36,13 +38,17 @@ def _ray_metrics() -> dict[str, Any]:
     return _METRICS
 
 
-def _report(metrics: dict[str, Any], state: dict[str, Any], files: dict[str, str] | None = None) -> None:
-    """tune.report with a checkpoint of ``state`` (plus ``files``: name -> path, copied in); Ray copies the
-    directory into the trial's storage during the call, so the temporary directory is removed right after."""
+def _report(metrics: dict[str, Any], state: dict[str, Any] | None, files: dict[str, str] | None = None) -> None:
+    """tune.report with a checkpoint of ``state`` (plus ``files``: name -> path, copied in), or without one
+    when ``state`` is None; Ray copies the directory into the trial's storage during the call, so the
+    temporary directory is removed right after."""
     import torch
     from ray import tune
     from ray.tune import Checkpoint
 
+    if state is None:
+        tune.report(metrics)
+        return
     with tempfile.TemporaryDirectory(prefix="tls-ckpt-") as d:
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -135,6 +141,7 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
     start_repeat = len(done)
     first_epochs = state.get("first_epochs", 0)
     fault = _failpoint(config)
+    interval, last_ckpt = s.resources.checkpoint_interval_s, -math.inf
     out = tempfile.mkdtemp(prefix="tls-out-")  # the first repeat's model and predictions, for the report
     try:
         for repeat in range(start_repeat, s.budget.repeats):
@@ -144,14 +151,17 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
             report_epochs = repeat == 0
 
             def on_epoch(m: Any, trainer: Any, repeat: int = repeat) -> None:
-                nonlocal fault
+                nonlocal fault, last_ckpt
                 metrics["val_mae"].set(m.val_mae, tags={"trial": trial_id})
                 metrics["epoch_seconds"].observe(m.seconds)
                 metrics["structures_per_s"].set(m.structures_per_s, tags={"trial": trial_id})
                 metrics["epochs"].inc()
                 if report_epochs:
+                    ckpt = time.monotonic() - last_ckpt >= interval
                     _report({**m.as_dict(), "repeat": repeat, "final": False, "node_id": node_id},
-                            {"done": done, "repeat": repeat, "trainer": trainer.state_dict(), "first_epochs": m.epoch})
+                            {"done": done, "repeat": repeat, "trainer": trainer.state_dict(), "first_epochs": m.epoch}
+                            if ckpt else None)
+                    last_ckpt = time.monotonic() if ckpt else last_ckpt
                 if fault:  # once per attempt
                     _inject(fault, trainer)
                     fault = None
