@@ -46,7 +46,7 @@ s) until the 1-minute load average is <= ``--max-load`` (0 disables the wait), a
 averages (they include this benchmark's own processes: about 2 while a trial trains). A ``ray stop
 --force`` run by someone else on the machine kills the Ray side (and this process with it).
 
-Usage: python benchmarks/overhead.py [--trials 4] [--trial-seconds 30] [--epochs E] [--n 400] [--repeats 1]
+Usage: python benchmarks/overhead.py [--trials 4] [--trial-seconds 30] [--epochs E] [--n 400] [--repeats 1] [--cpus 2]
 Last lines: RATIO <name>=<value>.
 """
 
@@ -237,11 +237,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="epochs per trial (skips the calibration)")
     ap.add_argument("--n", type=int, default=400, help="EMT structures in the target dataset")
     ap.add_argument("--repeats", type=int, default=1, help="baseline/Ray pairs, alternating order")
+    ap.add_argument("--cpus", type=int, default=2, help="cpus_per_trial = torch threads on both sides (default 2: "
+                    "all of a 2-core machine, so Ray's and W&B's own processes compete with the trial)")
     ap.add_argument("--max-load", type=float, default=1.5, help="wait until the 1-min load average is <= this")
     ap.add_argument("--load-wait", type=float, default=600.0, help="longest wait for the load to drop, s")
     ap.add_argument("--auth-disabled", action="store_true", help="RAY_AUTH_MODE=disabled instead of a token")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
+    globals()["CPUS"] = args.cpus
     t_start = time.perf_counter()
 
     tmp = Path(tempfile.mkdtemp(prefix="tlsoh-"))
