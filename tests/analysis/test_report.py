@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 import yaml
 
+from tests.search.test_run import _env, _ray_stop
 from tlsearch.analysis._schema import HISTORY, TRIALS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,16 +35,13 @@ def study(tmp_path_factory):
     data["name"] = "rep"
     spec = tmp / "space.yaml"
     spec.write_text(yaml.safe_dump(data))
-    env = dict(os.environ, TLSEARCH_CACHE=str(tmp / "cache"), WANDB_MODE="offline", HOME=str(tmp / "home"),
-               TLSEARCH_FAILPOINT="nan:reinit_head=True")  # those trials diverge (weights poisoned after epoch 1)
-    env.pop("WANDB_API_KEY", None)
-    (tmp / "home").mkdir()
+    env = _env(tmp)
+    env["TLSEARCH_FAILPOINT"] = "nan:reinit_head=True"  # those trials diverge (weights poisoned after epoch 1)
     try:
         proc = subprocess.run([sys.executable, "-m", "tlsearch.cli.main", "run", str(spec), "--storage", str(tmp / "exp")],
                               env=env, capture_output=True, text=True, timeout=900)
     finally:
-        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], env=env, capture_output=True,
-                       timeout=120)
+        _ray_stop(env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"exp": tmp / "exp" / "rep", "stdout": proc.stdout, "env": env}
 

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -24,8 +25,11 @@ SMOKE = ROOT / "search_spaces" / "smoke.yaml"
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
+    # Ray's session under a short directory of its own (socket paths are limited to ~107 characters), so
+    # that _ray_stop stops this test's Ray and nobody else's
+    ray_tmp = tempfile.mkdtemp(prefix="tlsr", dir="/tmp")
     env.update(TLSEARCH_CACHE=str(tmp_path / "cache"), WANDB_MODE="offline", PYTHONUNBUFFERED="1",
-               HOME=str(tmp_path / "home"))
+               HOME=str(tmp_path / "home"), RAY_TMPDIR=ray_tmp)
     env.pop("RAY_AUTH_TOKEN_PATH", None)
     env.pop("WANDB_API_KEY", None)
     (tmp_path / "home").mkdir(exist_ok=True)
@@ -51,8 +55,28 @@ def _cli(*args, env, timeout=600, **kw):
 
 
 def _ray_stop(env):
-    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], env=env, capture_output=True,
-                   timeout=120)
+    """Stop the Ray processes started under this test's RAY_TMPDIR (their command lines name it); never
+    `ray stop --force`, which kills every Ray on the machine, other test sessions' included."""
+    import psutil
+
+    base = env["RAY_TMPDIR"]
+    mine = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.pid != os.getpid() and any(base in part for part in proc.info["cmdline"] or []):
+                mine.append(proc)
+        except (psutil.Error, TypeError):
+            continue
+    for proc in mine:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    for proc in psutil.wait_procs(mine, timeout=15)[1]:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
 
 
 def _study(exp: Path, name: str = "smoke"):

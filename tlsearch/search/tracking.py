@@ -50,9 +50,19 @@ def callbacks(spec: SearchSpec, exp: Experiment, console: Console) -> list[Any]:
 
 
 def _wandb_callback_class() -> type:
-    from ray.air.integrations.wandb import WandbLoggerCallback
+    from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
+
+    class LoggingActor(_WandbLoggingActor):
+        def run(self) -> None:
+            super().run()
+            # wandb.finish() returns before wandb-core has written the run to disk, and Ray kills the actor
+            # (and wandb-core with it) as soon as run() returns: under load the last trial's .wandb file was
+            # left empty. teardown() waits for wandb-core to finish.
+            self._wandb.teardown()
 
     class Callback(WandbLoggerCallback):
+        _logger_actor_cls = LoggingActor
+
         def _start_logging_actor(self, trial: Any, exclude_results: list[str], **wandb_init_kwargs: Any) -> None:
             # Ray copies WANDB_API_KEY into the logging actor's runtime_env, and Ray's runtime-env agent writes
             # runtime_envs in full to its session log (<ray tmp>/session_*/logs/runtime_env_agent.log). Offline
