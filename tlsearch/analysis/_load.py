@@ -33,6 +33,19 @@ class RayTrial:
     first_timestamp: float
 
 
+def _last_attempt(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per ``training_iteration``: the last one written. A trial restored from a checkpoint (a retry after
+    its node or worker died, or ``tlsearch resume`` after the driver died) reports again the iterations after
+    that checkpoint, and Tune appends them to the same result.json; the later report is the attempt the trial's
+    final model descends from."""
+    last: dict[Any, dict[str, Any]] = {}
+    for i, r in enumerate(rows):
+        last[r.get("training_iteration", ("row", i))] = r
+    if len(last) == len(rows):
+        return rows
+    return sorted(last.values(), key=lambda r: r.get("training_iteration", 0))
+
+
 def read_ray_trials(exp: Experiment) -> list[RayTrial]:
     out = []
     for path in sorted(exp.tune_dir.glob("*/result.json")) if exp.tune_dir.exists() else []:
@@ -49,6 +62,7 @@ def read_ray_trials(exp: Experiment) -> list[RayTrial]:
             error = lines[-1][:300] if lines else "error"
         if not rows and error is None:
             continue
+        rows = _last_attempt(rows)
         finals = [r for r in rows if r.get("final")]
         last = rows[-1] if rows else {}
         params = path.parent / "params.json"

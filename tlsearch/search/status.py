@@ -12,7 +12,8 @@ from tlsearch.search.experiment import Experiment
 
 
 def _trial_results(exp: Experiment) -> dict[str, dict[str, Any]]:
-    """Last reported result of each Ray trial (plus the last line of its error, if any), keyed by trial directory."""
+    """Last reported result of each Ray trial (plus the last line of its error, if it failed), keyed by trial
+    directory."""
     out: dict[str, dict[str, Any]] = {}
     for path in exp.tune_dir.glob("*/result.json") if exp.tune_dir.exists() else []:
         last: dict[str, Any] = {}
@@ -22,7 +23,9 @@ def _trial_results(exp: Experiment) -> dict[str, dict[str, Any]]:
             except ValueError:
                 continue
         error = path.parent / "error.txt"
-        if error.exists():
+        # Tune writes error.txt at every failure and keeps it when a retry from the checkpoint then finishes
+        # the trial (e.g. after its node died): a trial with its final summary did not fail
+        if error.exists() and not last.get("final"):
             text = error.read_text().strip()
             last["error"] = text.splitlines()[-1][:200] if text else "error"
         out[path.parent.name] = last

@@ -76,6 +76,48 @@ def _wandb_callback_class() -> type:
                 if key is not None:
                     os.environ["WANDB_API_KEY"] = key
 
+        # Every W&B step (= Tune's training_iteration) once. A trial restored from a checkpoint reports again
+        # the iterations after it: after a retry (same driver, same W&B run) those are skipped; a trial restored
+        # by `tlsearch resume` gets a second W&B run with the same id (offline W&B cannot reopen a run file),
+        # created with resume="allow" so that `wandb sync` uploads both into one run, which starts after the
+        # last step the earlier files hold, with the iterations the killed driver recorded in result.json but
+        # W&B lost (its writer buffers; a SIGKILL loses the tail) up to the checkpoint the trial restarts from.
+        def _continued(self, trial: Any) -> dict[str, Any]:
+            if not hasattr(self, "_steps"):
+                self._steps: dict[str, dict[str, Any]] = {}
+            if trial.trial_id not in self._steps:  # its first start under this driver
+                # the trial's result.json in the experiment (trial.path; the driver's staging copy, local_path,
+                # is new in a resumed driver and filled from it only when Tune's JSON logger starts the trial)
+                results = Path(trial.path or "", "result.json")
+                if not results.exists():
+                    results = Path(trial.local_path or "", "result.json")
+                self._steps[trial.trial_id] = earlier_history(Path(self.kwargs.get("dir") or "."), trial.trial_id,
+                                                              results)
+            return self._steps[trial.trial_id]
+
+        def log_trial_start(self, trial: Any) -> None:
+            if not self._continued(trial)["resumed"] or trial in self._trial_logging_actors:
+                return super().log_trial_start(trial)
+            self.kwargs["resume"] = "allow"
+            try:
+                super().log_trial_start(trial)
+            finally:
+                self.kwargs.pop("resume", None)
+
+        def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+            s = self._continued(trial)
+            step = result.get("training_iteration")
+            if step is None:
+                return super().log_trial_result(iteration, trial, result)
+            for row in s["backfill"]:  # what W&B lost, up to the checkpoint this attempt restarted from
+                if s["last"] < row["training_iteration"] < step:
+                    super().log_trial_result(iteration, trial, row)
+                    s["last"] = row["training_iteration"]
+            s["backfill"] = []
+            if step > s["last"]:
+                super().log_trial_result(iteration, trial, result)
+                s["last"] = step
+
         def __del__(self) -> None:  # Ray's own __del__ fails at interpreter exit (ray module already gone)
             try:
                 super().__del__()
@@ -96,3 +138,86 @@ def announce(spec: SearchSpec, exp: Experiment, console: Console) -> None:
     else:
         console.print("W&B: disabled")
 
+
+# W&B's transaction log (run-<id>.wandb): a 7-byte header (":W&B", magic, version), then LevelDB's log format
+# (32 KiB blocks of chunks: CRC32C, length, type FULL/FIRST/MIDDLE/LAST), each record a wandb Record protobuf
+_BLOCK, _HEAD = 32 * 1024, 7
+
+
+def wandb_records(path: str | Path) -> list[Any]:
+    """The records of a W&B transaction log, in order; a record cut short by a crash ends the list."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path}: not a W&B transaction log")
+    out, pos, parts = [], _HEAD, []
+    while pos + _HEAD <= len(data):
+        room = _BLOCK - pos % _BLOCK
+        if room < _HEAD:  # a block's zero-filled tail
+            pos += room
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        chunk = data[pos + _HEAD:pos + _HEAD + length]
+        if kind not in (1, 2, 3, 4) or len(chunk) < length:
+            break
+        pos += _HEAD + length
+        parts.append(chunk)
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            rec = pb.Record()
+            try:
+                rec.ParseFromString(b"".join(parts))
+            except Exception:  # noqa: BLE001 - a torn record
+                break
+            out.append(rec)
+            parts = []
+    return out
+
+
+def wandb_history(path: str | Path) -> list[dict[str, Any]]:
+    """The history rows (``wandb.log`` calls, ``_step`` included) of a W&B transaction log, as wandb's own reader
+    (``wandb leet inspect``) shows them: nested keys joined with '.'."""
+    import json
+
+    def value(item: Any) -> Any:
+        kind = item.WhichOneof("value")
+        if kind is None:
+            return json.loads(item.value_json) if item.value_json else None
+        return json.loads(getattr(item, kind)) if kind == "json" else getattr(item, kind)
+
+    return [{".".join(i.nested_key) if i.nested_key else i.key: value(i) for i in r.history.item}
+            for r in wandb_records(path) if r.WhichOneof("record_type") == "history"]
+
+
+def last_logged_step(root: Path, run_id: str) -> int | None:
+    """The last history step that earlier local W&B runs of ``run_id`` under ``root`` hold (0 when they hold
+    none); None when there is no earlier run."""
+    files = sorted(root.glob(f"wandb/*run-*-{run_id}/run-{run_id}.wandb"))
+    if not files:
+        return None
+    steps = [0]
+    for f in files:
+        try:
+            steps += [int(h.get("_step", 0)) for h in wandb_history(f)]
+        except (OSError, ValueError):
+            continue
+    return max(steps)
+
+
+def earlier_history(root: Path, run_id: str, result_json: Path) -> dict[str, Any]:
+    """What earlier drivers left of a trial: ``resumed`` (a local W&B run of this id exists), ``last`` (the
+    last step those W&B runs hold, 0 if none) and ``backfill`` (the trial's result.json rows past ``last``, one
+    per training_iteration, the last written, in order)."""
+    last = last_logged_step(root, run_id)
+    rows: dict[int, dict[str, Any]] = {}
+    if result_json.exists():
+        import json
+
+        for line in result_json.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line cut by the crash
+                continue
+            if isinstance(row.get("training_iteration"), int) and row["training_iteration"] > (last or 0):
+                rows[row["training_iteration"]] = row
+    return {"resumed": last is not None, "last": last or 0, "backfill": [rows[k] for k in sorted(rows)]}

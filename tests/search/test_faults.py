@@ -1,0 +1,277 @@
+"""Faults in real studies: a Ray worker node dies mid-trial; the driver is SIGKILLed mid-trial and resumed.
+
+Real Ray, real training on the smoke data, W&B offline. What must hold: every planned trial completes exactly
+once in Optuna, an interrupted trial resumes from its last checkpoint (its epochs continue, they do not start
+again at 1), and each trial's W&B history has every step once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+
+from tests.search.test_run import SMOKE, _cli, _env, _ray_stop, _study
+
+
+def _rows(result_json: Path) -> list[dict]:
+    rows = []
+    for line in result_json.read_text().splitlines() if result_json.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:  # a line being written
+            pass
+    return rows
+
+
+def _wandb_history(run_dir: Path) -> list[dict]:
+    """History rows of one offline W&B run, read by wandb's own reader of the .wandb transaction log."""
+    wandb = Path(sys.executable).with_name("wandb")
+    out = subprocess.run([str(wandb), "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True,
+                         timeout=120)
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    return [r["history"]["item"] for r in records if r.get("type") == "history"]
+
+
+def _wandb_runs(exp: Path) -> dict[str, list[Path]]:
+    """W&B run id (= Ray trial id) -> its offline run directories, oldest first."""
+    runs: dict[str, list[Path]] = {}
+    for d in sorted(exp.glob("wandb/offline-run-*")):  # offline-run-<YYYYmmdd_HHMMSS>-<id>: sorted = by start
+        runs.setdefault(d.name.rsplit("-", 1)[1], []).append(d)
+    return runs
+
+
+def _restarts(rows: list[dict]) -> list[dict]:
+    """The first result of each restored attempt: Tune restarts ``iterations_since_restore`` at 1 there."""
+    return [r for r in rows if r.get("iterations_since_restore") == 1 and r.get("training_iteration", 1) > 1]
+
+
+def _check_wandb(exp: Path, iterations: dict[str, list[int]]) -> dict[str, int]:
+    """Each of these Ray trials (id -> the iterations it reported) is one W&B run id whose history, over all its
+    offline files, has each of those iterations as a step exactly once. Returns run id -> offline files."""
+    runs = _wandb_runs(exp)
+    assert set(iterations) <= set(runs), f"W&B run ids {sorted(runs)} vs Ray trials {sorted(iterations)}"
+    for rid, want in iterations.items():
+        hist = [h for d in runs[rid] for h in _wandb_history(d)]
+        steps = [h["_step"] for h in hist]
+        assert len(steps) == len(set(steps)), f"{rid}: a step logged twice over {len(runs[rid])} W&B runs: {steps}"
+        assert sorted(steps) == want, f"{rid}: steps {steps}, iterations reported {want}"
+        assert all(h["epoch"] == h["training_iteration"] == h["_step"] for h in hist if not h.get("final")), hist
+    return {rid: len(runs[rid]) for rid in iterations}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spec_data(**budget) -> dict:
+    data = yaml.safe_load(SMOKE.read_text())
+    data["budget"].update(budget)
+    data["scheduler"] = {"type": "none"}
+    data["resources"]["max_failures"] = 2
+    # a free dashboard port: another Ray on the machine may hold the default 8265
+    data["cluster"] = {"dashboard_host": "127.0.0.1", "dashboard_port": _free_port()}
+    return data
+
+
+# a restored trial reports again the iterations after its checkpoint; Optuna keeps the first value of each step
+@pytest.mark.filterwarnings("ignore:The reported value is ignored")
+def test_worker_node_killed_mid_trial(tmp_path, monkeypatch):
+    """Two 1-CPU worker nodes run two trials at a time; one node is killed (no graceful shutdown) while its trial
+    is mid-run and a replacement node joins. The study completes with every planned trial once, and the killed
+    trial resumes on another node from its last checkpoint."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from tlsearch.analysis import load_trials
+    from tlsearch.search.experiment import Experiment
+    from tlsearch.search.runner import run_study
+    from tlsearch.search.spec import spec_from_dict
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    trials, epochs = 4, 30  # smoke epochs take ~0.15 s: 30 leave the killer a few seconds to catch one
+    spec = spec_from_dict(_spec_data(trials=trials, max_epochs=epochs, pt_epochs=2))
+    exp = Experiment.create(spec, tmp_path / "exp")
+    # the head runs the driver and the W&B logging actors (0 CPUs: no trial lands there); a dead node is declared
+    # dead after about 1 s of missed health checks instead of 30 s; no dashboard (another Ray may hold its port)
+    health = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500, "health_check_failure_threshold": 2}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                            "_system_config": health})
+    killed: dict = {}
+    stop = threading.Event()
+
+    def kill_a_worker_mid_trial() -> None:
+        try:
+            while not stop.is_set():
+                workers = {n.node_id: n for n in list(cluster.worker_nodes)}
+                for path in exp.tune_dir.glob("*/result.json"):
+                    rows = _rows(path)
+                    last = rows[-1] if rows else {}
+                    if 2 <= last.get("training_iteration", 0) <= epochs - 4 and last.get("node_id") in workers:
+                        cluster.remove_node(workers[last["node_id"]], allow_graceful=False)
+                        killed.update(trial=last["trial_id"], node=last["node_id"], at=last["training_iteration"])
+                        cluster.add_node(num_cpus=1)
+                        return
+                time.sleep(0.2)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertions below
+            killed["error"] = repr(exc)
+
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        killer = threading.Thread(target=kill_a_worker_mid_trial, daemon=True)
+        killer.start()
+        results = run_study(spec, exp, Console(file=open(os.devnull, "w")), address=cluster.address)
+        stop.set()
+        killer.join(timeout=30)
+        assert "trial" in killed, f"no trial was caught mid-run on a worker node: {killed}"
+        assert len(results) == trials and not results.errors, [str(e) for e in results.errors]
+    finally:
+        stop.set()
+        ray.shutdown()
+        cluster.shutdown()
+
+    # Optuna: the planned trials, each COMPLETE once, each run by its own Ray trial
+    _, study = _study(exp.root)
+    assert len(study.trials) == trials and all(t.state.name == "COMPLETE" for t in study.trials), \
+        [(t.number, t.state.name) for t in study.trials]
+    ray_ids = [t.user_attrs["ray_trial_id"] for t in study.trials]
+    dirs = {p.parent for p in exp.tune_dir.glob("*/result.json")}
+    assert len(set(ray_ids)) == trials and len(dirs) == trials
+    # the killed trial: one failure, then a restart on another node from its last checkpoint
+    rows = _rows(next(d for d in dirs if d.name == "t" + killed["trial"][-5:]) / "result.json")
+    restarts = _restarts(rows)
+    assert len(restarts) == 1, f"the killed trial should restart exactly once: {restarts}"
+    first = restarts[0]
+    before = rows[:rows.index(first)]
+    last_checkpoint = max(r["training_iteration"] for r in before if r.get("checkpoint_dir_name"))
+    assert first["epoch"] == first["training_iteration"] == last_checkpoint + 1, (killed, first)
+    assert before[-1]["training_iteration"] >= killed["at"] and first["node_id"] != killed["node"]
+    epochs_seen = [r["epoch"] for r in rows if not r.get("final")]
+    assert sorted(set(epochs_seen)) == list(range(1, epochs + 1)), epochs_seen
+    assert rows[-1].get("final") and rows[-1]["epochs_run"] == epochs
+    # no other trial restarted
+    others = [d for d in dirs if d.name != "t" + killed["trial"][-5:]]
+    assert not any(_restarts(_rows(d / "result.json")) for d in others)
+    # the analysis and `tlsearch status` see every trial finished (the retry's error.txt is no failure), with
+    # one history row per epoch
+    from tlsearch.search.status import failures
+
+    assert (exp.tune_dir / ("t" + killed["trial"][-5:]) / "error.txt").exists() and failures(exp) == []
+    table, history = load_trials(exp.root)
+    assert table["state"].to_list() == ["finished"] * trials
+    assert table["epochs_run"].to_list() == [epochs] * trials
+    assert history.height == trials * epochs and not history.select("trial", "epoch").is_duplicated().any()
+    # W&B: one run per trial (the driver lived, so the killed trial's run continued), each step once
+    files = _check_wandb(exp.root, {rid: list(range(1, epochs + 2)) for rid in ray_ids})
+    assert set(files.values()) == {1} and set(_wandb_runs(exp.root)) == set(ray_ids), files
+
+
+def _in_snapshot(exp: Path, trial_id: str) -> int:
+    """The last training_iteration Tune's newest experiment snapshot holds for this trial (0: not in it)."""
+    snaps = sorted(exp.glob("tune/experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    try:
+        trials = json.loads(snaps[-1].read_text())["trial_data"] if snaps else []
+    except ValueError:  # being written
+        return 0
+    for state, meta in trials:
+        if json.loads(state).get("trial_id") == trial_id:
+            return int((json.loads(meta).get("last_result") or {}).get("training_iteration", 0))
+    return 0
+
+
+@pytest.mark.filterwarnings("ignore:The reported value is ignored")
+def test_driver_sigkill_mid_trial_resume_continues_wandb_runs(tmp_path):
+    """SIGKILL the driver while a trial is mid-run, then `tlsearch resume`: the planned trials complete once each,
+    the interrupted trial restarts from its checkpoint (epochs continue, they do not start again at 1) and
+    reports again the iterations after it, and each trial's W&B history has every step exactly once: the
+    interrupted trial gets a second offline run with the same id (offline W&B cannot reopen a run file), marked
+    resumed, holding the steps the first one lacks."""
+    env = _env(tmp_path)
+    env["TUNE_GLOBAL_CHECKPOINT_S"] = "1"  # Tune snapshots the experiment every 1 s instead of >= 10 s: a trial
+    # is in a snapshot early in its run, so the test catches one mid-run quickly
+    trials, epochs = 4, 40  # smoke epochs take ~0.15 s
+    data = _spec_data(trials=trials, max_epochs=epochs, pt_epochs=2)
+    spec = tmp_path / "space.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    exp = tmp_path / "exp" / "smoke"
+    log = tmp_path / "driver.log"
+    driver = subprocess.Popen([sys.executable, "-m", "tlsearch.cli.main", "run", str(spec), "--storage",
+                               str(tmp_path / "exp")], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        # kill once a trial is mid-run and in Tune's snapshot at iteration >= 3 (so the resumed Tune restores it;
+        # its checkpoint is older: an epoch is checkpointed at most every resources.checkpoint_interval_s, and
+        # the first one always, so it reports some iterations again after the restore)
+        deadline, caught = time.time() + 400, None
+        while time.time() < deadline and caught is None and driver.poll() is None:
+            for path in exp.glob("tune/*/result.json"):
+                rows = _rows(path)
+                last = rows[-1] if rows else {"final": True}
+                if last.get("final") or not last["training_iteration"] < epochs - 1:
+                    continue
+                snap = _in_snapshot(exp, last["trial_id"])
+                if snap >= 3:
+                    caught = dict(last, snapshot_iteration=snap)
+                    break
+            time.sleep(0.2)
+        assert caught is not None, f"no trial caught mid-run (driver exit {driver.poll()}): {log.read_text()[-3000:]}"
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        _ray_stop(env)
+    try:
+        proc = _cli("resume", str(exp), env=env)
+    finally:
+        _ray_stop(env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    names, study = _study(exp)
+    assert names == ["smoke"]
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    others = [t for t in study.trials if t.state.name != "COMPLETE"]
+    assert len(complete) == trials and all(t.state.name == "FAIL" for t in others), \
+        [(t.number, t.state.name) for t in study.trials]
+    ray_ids = {t.user_attrs["ray_trial_id"] for t in complete}
+    assert len(ray_ids) == trials and caught["trial_id"] in ray_ids
+    # the caught trial restarted once, from a checkpoint it had written (not from scratch), and finished
+    rows = _rows(exp / "tune" / ("t" + caught["trial_id"][-5:]) / "result.json")
+    restarts = _restarts(rows)
+    assert len(restarts) == 1 and rows[-1].get("final"), (caught, restarts)
+    first = restarts[0]
+    before = rows[:rows.index(first)]
+    checkpoints = {r["training_iteration"] for r in before if r.get("checkpoint_dir_name")}
+    assert first["epoch"] == first["training_iteration"] and first["training_iteration"] - 1 in checkpoints
+    assert first["training_iteration"] <= caught["training_iteration"], "it reports iterations again"
+    # the analysis: one history row per epoch, every trial finished
+    from tlsearch.analysis import load_trials
+
+    table, history = load_trials(exp)
+    assert sorted(table.filter(table["state"] == "finished")["ray_trial_id"].to_list()) == sorted(ray_ids)
+    assert not history.select("trial", "epoch").is_duplicated().any()
+    assert history.filter(history["trial"].is_in([t.number for t in complete])).height == trials * epochs
+    # W&B: each completed trial's history holds every iteration it reported exactly once over its offline runs
+    iterations = {rid: sorted({r["training_iteration"] for r in _rows(exp / "tune" / ("t" + rid[-5:]) / "result.json")})
+                  for rid in ray_ids}
+    files = _check_wandb(exp, iterations)
+    assert files[caught["trial_id"]] == 2, files
+    from tlsearch.search.tracking import wandb_records
+
+    second = _wandb_runs(exp)[caught["trial_id"]][1]
+    (run,) = [r.run for r in wandb_records(next(second.glob("run-*.wandb"))) if r.WhichOneof("record_type") == "run"]
+    assert run.resume, "the second W&B run of the resumed trial is marked resumed (wandb sync appends it)"
