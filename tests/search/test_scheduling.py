@@ -4,6 +4,8 @@ ASHA per size. A formula objective stands in for training (validation MAE = size
 from __future__ import annotations
 
 import math
+import sys
+import tempfile
 from collections import Counter
 
 import optuna
@@ -63,20 +65,6 @@ def test_cycle_sampler_continues_the_cycle_after_a_reload(tmp_path):
     assert [t.params["ft_size"] for t in s2.trials] == [100, 800, 100, 800, 100, 800]
 
 
-@pytest.fixture(scope="module")
-def ray_local(tmp_path_factory):
-    import sys
-
-    import ray
-    from ray import cloudpickle
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _temp_dir=str(tmp_path_factory.mktemp("ray")))
-    yield
-    ray.shutdown()
-
-
 def _formula_trainable(config: dict) -> None:
     from ray import tune
 
@@ -98,14 +86,40 @@ def _run(scheduler, tmp_path):
     return {(r.config["ft_size"], r.config["penalty"]): bool(r.metrics.get("final")) for r in results}
 
 
-def test_grouped_asha_lets_each_size_finish_its_best_trials(ray_local, tmp_path):
+def _check_grouped_asha(tmp: str) -> None:
+    """Run in a fresh process (Ray state of earlier in-process tests must not leak in)."""
+    from pathlib import Path
+
+    import ray
+    from ray import cloudpickle
     from ray.tune.schedulers import ASHAScheduler
 
     from tlsearch.search._scheduler import GroupedASHA
 
-    plain = _run(ASHAScheduler(time_attr="training_iteration", max_t=10, grace_period=2, reduction_factor=2), tmp_path / "a")
-    assert not any(done for (size, _), done in plain.items() if size == 100), plain  # one ASHA: small size starved
-    grouped = _run(GroupedASHA("ft_size", 100, max_t=10, grace_period=2, reduction_factor=2, last_epoch=9), tmp_path / "b")
-    for size in SIZES:
-        assert grouped[(size, 1.0)], grouped  # the best trial of every size runs to the end
-        assert not all(grouped[(size, p)] for p in (1.0, 2.0, 3.0, 4.0)), grouped  # and ASHA still stops some
+    tmp_path = Path(tmp)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(tmp_path / "ray"))
+    try:
+        plain = _run(ASHAScheduler(time_attr="training_iteration", max_t=10, grace_period=2, reduction_factor=2),
+                     tmp_path / "a")
+        assert not any(done for (size, _), done in plain.items() if size == 100), plain  # one ASHA: small size starved
+        grouped = _run(GroupedASHA("ft_size", 100, max_t=10, grace_period=2, reduction_factor=2, last_epoch=9),
+                       tmp_path / "b")
+        for size in SIZES:
+            assert grouped[(size, 1.0)], grouped  # the best trial of every size runs to the end
+            assert not all(grouped[(size, p)] for p in (1.0, 2.0, 3.0, 4.0)), grouped  # and ASHA still stops some
+    finally:
+        ray.shutdown()
+
+
+def test_grouped_asha_lets_each_size_finish_its_best_trials(tmp_path):
+    import os
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (f"import sys; sys.path.insert(0, {here!r}); import test_scheduling as t; "
+            f"t._check_grouped_asha(sys.argv[1])")
+    tmp = tempfile.mkdtemp(prefix="tlss", dir="/tmp")  # short: Ray's socket paths are limited
+    proc = subprocess.run([sys.executable, "-c", code, tmp], env=dict(os.environ, RAY_AUTH_MODE="disabled"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -63,6 +63,12 @@ def _wandb_callback_class() -> type:
     class Callback(WandbLoggerCallback):
         _logger_actor_cls = LoggingActor
 
+        def _signal_logging_actor_stop(self, trial: Any) -> None:
+            # a trial whose worker died before its logging actor started (e.g. its node was lost during a
+            # retry) has no queue: Ray's KeyError here took the whole study down
+            if trial in self._trial_queues:
+                super()._signal_logging_actor_stop(trial)
+
         def _start_logging_actor(self, trial: Any, exclude_results: list[str], **wandb_init_kwargs: Any) -> None:
             # Ray copies WANDB_API_KEY into the logging actor's runtime_env, and Ray's runtime-env agent writes
             # runtime_envs in full to its session log (<ray tmp>/session_*/logs/runtime_env_agent.log). Offline
