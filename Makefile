@@ -42,6 +42,7 @@ bench: $(VENV)/.stamp-test
 	$(PY) benchmarks/graphs.py
 	$(PY) benchmarks/trainer.py
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/search_efficiency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

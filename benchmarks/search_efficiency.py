@@ -1,0 +1,306 @@
+"""Search efficiency on a fixed real benchmark: tlsearch's search vs the exhaustive grid the paper ran by hand.
+
+Benchmark (both sides): matminer2018 (real DFT data), FT targets dielectric_constant/n and
+piezoelectric_tensor/eij_max (Devi et al.'s DC and PZ sets), FT sizes 100 and 800. Per target one spec built
+from ``search_spaces/quickstart.yaml`` (its tiny ALIGNN: 1 ALIGNN + 1 GCN layer, hidden 32, embedding 16;
+batch 32; PT on 1500 structures for 6 epochs, PT lr 1e-3): strategies scratch, PT->FT (flla_2015
+formation_energy_per_atom) and MPT (one set: every quickstart MPT property except the target itself, so 5
+for n and 4 for eij_max), the paper's five freeze strategies (all_unfrozen, 2b, 3b, new_head, last_layer),
+ft_lr fixed to 1e-3 (so both sides cover the same discrete space: 1 + 5 + 5 = 11 configurations per size),
+``--epochs`` FT epochs (15), ``--repeats`` FT draws per configuration (3; repeat i uses sample/model seed i on
+both sides, and both train with 1 torch thread per run, so a configuration gives the same numbers on either
+side).
+
+Sides:
+
+- grid: all 11 configurations x sizes x repeats, each run to the last epoch (no early stopping, as the
+  paper): ``train_config(spec, params, repeat)`` + ``train_trial`` in ``--jobs`` (2) worker processes,
+  1 torch thread each, like the search's 2 concurrent 1-CPU trials (no Ray, no Optuna, no W&B). Per
+  (target, size) the configuration with the best mean validation MAE is selected; its mean +/- std test
+  MAE over repeats is reported.
+- search: ``tlsearch.search.runner.run_study`` per target on a fresh local Ray (Tuner + OptunaSearch TPE +
+  the FT-size cycling sampler + ASHA per FT size with the quickstart's grace period 5 and reduction factor
+  3; 1 CPU per trial, 2 concurrent; W&B disabled) with ``--trials`` trials per target over both sizes (8,
+  chosen up front to spend about 20 % of the grid's compute), then ``tlsearch.analysis.build_report``:
+  per size the reported best (selected by validation MAE) and its test MAE.
+
+Compute = trial-epochs: FT epochs of every run and repeat (search: ``epochs_run`` of trials.parquet, which
+counts the epochs ASHA let a stopped trial run) + PT epochs once per distinct PT model. Each side pays for
+its own PT: the grid's PT store is its own directory (PT epochs counted from ``result.pretrain``, once per
+key); the search's is ``$TLSEARCH_CACHE/pretrained``, fresh, and its PT epochs are read from the models
+each study added to it (the report's own count, which only sees PT keys of finished trials, is printed
+next to it). Both sides share one ``TLSEARCH_CACHE`` for parsed datasets and graphs (built once, up front,
+by a 1-epoch warm-up that counts for neither side; ``--data-cache DIR`` copies datasets, sources and graphs,
+never PT models, from an existing cache). A second measure weights each epoch by its training structures
+(a PT epoch on ~1350 structures costs more than an FT epoch on 90).
+
+Target (issue 6, 5a): the search's best test MAE within 5 % of the grid's at <= 20 % of its compute.
+Usage: python benchmarks/search_efficiency.py [--targets n eij_max] [--sizes 100 800] [--trials 8]
+       [--epochs 15] [--repeats 3] [--jobs 2] [--quick] [--keep] [--data-cache DIR]
+Last lines: RATIO <name>=<value>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+QUICKSTART = REPO / "search_spaces" / "quickstart.yaml"
+TARGETS = {"n": "matminer2018:dielectric_constant", "eij_max": "matminer2018:piezoelectric_tensor"}
+FT_LR = 1e-3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_spec(prop: str, sizes: list[int], trials: int, epochs: int, repeats: int) -> Any:
+    import yaml
+
+    from tlsearch.search.spec import spec_from_dict
+
+    data = yaml.safe_load(QUICKSTART.read_text())
+    target = {"dataset": TARGETS[prop], "property": prop}
+    n_mpt = len([p for p in data["data"]["mpt_properties"] if p != target])
+    data.update(name=f"search-eff-{prop}", tracking={"project": "tlsearch-search-efficiency", "mode": "disabled"},
+                cluster={"dashboard_host": "127.0.0.1", "dashboard_port": _free_port()})
+    data["data"]["target"] = target
+    data["search"].update(ft_size=list(sizes), ft_lr=FT_LR, mpt_subset={"min_size": n_mpt, "max_size": n_mpt})
+    q = data["budget"]
+    grace = max(1, round(data["scheduler"]["grace_period"] * epochs / q["max_epochs"]))
+    data["budget"] = {**q, "trials": trials, "max_epochs": epochs, "repeats": repeats}
+    data["scheduler"]["grace_period"] = grace
+    return spec_from_dict(data, where="benchmarks/search_efficiency.py spec")
+
+
+def cells(spec: Any) -> list[dict[str, Any]]:
+    """The grid: scratch, then PT->FT and MPT with each freeze strategy (one PT source, one MPT set)."""
+    return [{"strategy": "scratch"}] + [{"strategy": s, "freeze": f} for s in ("finetune", "mpt")
+                                        for f in spec.search.freeze]
+
+
+def label(strategy: str, freeze: str | None) -> str:
+    return {"scratch": "scratch", "finetune": "PT->FT", "mpt": "MPT"}[strategy] + (f" {freeze}" if freeze else "")
+
+
+def _ms(xs: list[float]) -> str:
+    return f"{statistics.mean(xs):.4f} +/- {statistics.stdev(xs) if len(xs) > 1 else 0.0:.4f}"
+
+
+def warm_up(spec: Any, cache: Path) -> None:
+    """Parse every dataset and build every graph pack once (1 FT epoch, 1 PT epoch, in a throw-away store)."""
+    from tlsearch.search.space import train_config
+    from tlsearch.training import train_trial
+
+    with tempfile.TemporaryDirectory(prefix="tlsse-warm-") as store:
+        for cell in cells(spec)[:: len(spec.search.freeze)]:  # scratch, PT->FT, MPT
+            cfg = train_config(spec, {**cell, "ft_size": spec.search.ft_size[0]}, 0, cache_dir=cache,
+                               store_dir=store)
+            tr, pt = cfg.train, cfg.pretrain
+            upd = {"threads": 1, "train": tr.model_copy(update={"optim": tr.optim.model_copy(update={"epochs": 1})})}
+            if pt is not None:
+                upd["pretrain"] = pt.model_copy(update={"optim": pt.optim.model_copy(update={"epochs": 1})})
+            train_trial(cfg.model_copy(update=upd))
+
+
+def _grid_run(spec_json: dict[str, Any], params: dict[str, Any], repeat: int, cache: str, store: str) -> dict:
+    """One grid run in a worker process (1 torch thread, like a Ray trial with cpus_per_trial 1)."""
+    from tlsearch.search.space import train_config
+    from tlsearch.search.spec import SearchSpec
+    from tlsearch.training import train_trial
+
+    cfg = train_config(SearchSpec.model_validate(spec_json), params, repeat, cache_dir=cache, store_dir=store)
+    res = train_trial(cfg.model_copy(update={"threads": 1}))
+    pt = res.pretrain
+    return {"val": res.val["mae"], "test": res.test["mae"], "epochs": len(res.history), "n_train": res.n_train,
+            "pt": (pt.key, pt.epochs, pt.n_train) if pt else None}
+
+
+def run_grid(spec: Any, cache: Path, store: Path, jobs: int) -> dict[str, Any]:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    prop, out, pt, t0 = spec.data.target.property, {}, {}, time.perf_counter()
+    reps, sj = spec.budget.repeats, spec.model_dump(mode="json")
+    todo = [(size, cell, r) for size in spec.search.ft_size for cell in cells(spec) for r in range(reps)]
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        runs = pool.map(_grid_run, *zip(*[(sj, {**c, "ft_size": z}, r, str(cache), str(store)) for z, c, r in todo]))
+        for i, ((size, cell, r), res) in enumerate(zip(todo, runs)):
+            if res["epochs"] != spec.budget.max_epochs:
+                raise RuntimeError(f"a grid run stopped after {res['epochs']} epochs")
+            if res["pt"]:
+                pt.setdefault(res["pt"][0], res["pt"][1:])
+            if r == 0:
+                row = {"label": label(cell["strategy"], cell.get("freeze")), "val": [], "test": [], "epochs": 0,
+                       "sepochs": 0}
+                out.setdefault(size, {"rows": []})["rows"].append(row)
+            row["val"].append(res["val"])
+            row["test"].append(res["test"])
+            row["epochs"] += res["epochs"]
+            row["sepochs"] += res["epochs"] * res["n_train"]
+            if r == reps - 1:
+                print(f"  grid {prop} size {size} {row['label']:18s} val {_ms(row['val'])}  test {_ms(row['test'])}  "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    for size in spec.search.ft_size:
+        out[size]["best"] = min(out[size]["rows"], key=lambda x: statistics.mean(x["val"]))
+    out["pt_epochs"] = sum(e for e, _ in pt.values())
+    out["pt_sepochs"] = sum(e * n for e, n in pt.values())
+    out["pt_models"], out["wall"] = len(pt), time.perf_counter() - t0
+    return out
+
+
+def _store_entries(store: Path) -> dict[str, dict[str, Any]]:
+    from tlsearch._io import read_header
+
+    return {p.name: read_header(p)[0]["meta"] for p in store.glob("*.pt")} if store.exists() else {}
+
+
+def run_search(spec: Any, root: Path, store: Path, log: Path, n_train: dict[int, int]) -> dict[str, Any]:
+    import polars as pl
+    import ray
+    from rich.console import Console
+
+    from tlsearch.analysis import build_report
+    from tlsearch.search import runner
+    from tlsearch.search.experiment import Experiment
+
+    before, t0 = _store_entries(store), time.perf_counter()
+    exp = Experiment.create(spec, root, spec.name)
+    try:
+        with open(log, "a") as fh:
+            runner.run_study(spec, exp, Console(file=fh, width=120))
+    finally:
+        ray.shutdown()
+    wall = time.perf_counter() - t0
+    new = [m for k, m in _store_entries(store).items() if k not in before]
+    rep = build_report(exp)
+    trials = pl.read_parquet(rep.trials)
+    s, out = rep.summary, {"wall": wall, "pt_models": len(new), "pt_epochs": sum(m["epochs"] for m in new),
+                           "pt_sepochs": sum(m["epochs"] * m["n_train"] for m in new),
+                           "report_compute": rep.summary["compute"], "report": str(rep.html)}
+    for z in s["by_ft_size"]:
+        size = int(z["ft_size"])
+        t = trials.filter(pl.col("ft_size") == z["ft_size"])
+        b = z["best"]
+        ep = int(t["epochs_run"].fill_null(0).sum())
+        out[size] = {"label": label(b["strategy"], b["freeze"]), "test_mae": b["test_mae"],
+                     "test_std": b["test_mae_std"], "val_mae": b["val_mae"], "epochs": ep,
+                     "sepochs": ep * n_train[size], "states": dict(t.group_by("state").len().iter_rows())}
+    missing = [z for z in spec.search.ft_size if z not in out]
+    if missing:
+        raise RuntimeError(f"no finished search trial at FT size(s) {missing}; see {log}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 800])
+    ap.add_argument("--trials", type=int, default=8, help="search trials per target (over all sizes)")
+    ap.add_argument("--epochs", type=int, default=None, help="FT epochs (default 15; 6 with --quick)")
+    ap.add_argument("--repeats", type=int, default=None, help="FT draws per configuration (3; 2 with --quick)")
+    ap.add_argument("--jobs", type=int, default=2, help="grid runs at a time (worker processes, 1 thread each)")
+    ap.add_argument("--quick", action="store_true", help="check run: 6 epochs, 2 repeats")
+    ap.add_argument("--data-cache", type=Path, help="copy datasets/sources/graphs (not PT models) from here")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+    epochs = args.epochs or (6 if args.quick else 15)
+    repeats = args.repeats or (2 if args.quick else 3)
+    t_start = time.perf_counter()
+
+    tmp = Path(tempfile.mkdtemp(prefix="tlsse-"))
+    cache, home, log = tmp / "cache", tmp / "home", tmp / "study.log"
+    home.mkdir()
+    if args.data_cache:
+        for sub in ("datasets", "sources", "graphs"):
+            if (args.data_cache / sub).is_dir():
+                shutil.copytree(args.data_cache / sub, cache / sub, ignore=shutil.ignore_patterns("*.lock"))
+    os.environ.update(HOME=str(home), TLSEARCH_CACHE=str(cache), WANDB_MODE="disabled", WANDB_SILENT="true",
+                      PYTHONWARNINGS="ignore", RAY_TMPDIR=str(tmp), RAY_AUTH_MODE="disabled")
+    for var in ("RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS", "WANDB_API_KEY"):
+        os.environ.pop(var, None)
+    print(f"temporary directory: {tmp} (study output in {log}); load average {os.getloadavg()[0]:.2f}", flush=True)
+    results: dict[str, Any] = {}
+    try:
+        for prop in args.targets:
+            spec = make_spec(prop, args.sizes, args.trials, epochs, repeats)
+            grid_n = len(cells(spec)) * len(args.sizes)
+            print(f"\n== {spec.data.target.label}: grid {grid_n} configurations x {repeats} repeats x {epochs} epochs; "
+                  f"search {args.trials} trials (ASHA grace {spec.scheduler.grace_period}, reduction "
+                  f"{spec.scheduler.reduction_factor:g}); MPT set: "
+                  f"{', '.join(p.property for p in spec.mpt_candidates)}", flush=True)
+            t = time.perf_counter()
+            warm_up(spec, cache)
+            print(f"  warm-up (datasets, graphs): {time.perf_counter() - t:.0f} s", flush=True)
+            grid = run_grid(spec, cache, tmp / f"grid-pt-{prop}", args.jobs)
+            n_train = {}
+            for size in args.sizes:  # training structures per FT size (the same draw sizes on both sides)
+                n_train[size] = grid[size]["best"]["sepochs"] // grid[size]["best"]["epochs"]
+            print(f"  search: run_study ({args.trials} trials) ...", flush=True)
+            search = run_search(spec, tmp / "exp", cache / "pretrained", log, n_train)
+            results[prop] = (grid, search)
+            rc = search["report_compute"]
+            print(f"  grid wall {grid['wall']:.0f} s; search wall {search['wall']:.0f} s (incl. Ray start-up); "
+                  f"search PT: {search['pt_models']} model(s), {search['pt_epochs']} epochs from its store "
+                  f"(the report counts {rc['pt_models']} / {rc['pt_epochs']}); report {search['report']}", flush=True)
+
+        print(f"\nheld-out test MAE, mean +/- std over {repeats} repeats; gap = 100 * (search - grid) / grid; "
+              f"compute in trial-epochs (FT)")
+        print(f"{'target':8s} {'size':>4s} | {'grid best (by val)':18s} {'test MAE':>17s} | {'search best':18s} "
+              f"{'test MAE':>17s} | {'gap %':>6s} | {'grid ep':>7s} {'search ep':>9s} {'ratio':>5s} | search trials")
+        gaps, tot = [], {"g": 0, "s": 0, "gs": 0, "ss": 0}
+        for prop, (grid, search) in results.items():
+            for size in args.sizes:
+                g, s = grid[size]["best"], search[size]
+                gm = statistics.mean(g["test"])
+                gap = 100 * (s["test_mae"] - gm) / gm
+                gaps.append(gap)
+                ge = sum(r["epochs"] for r in grid[size]["rows"])
+                states = ", ".join(f"{n} {k}" for k, n in sorted(s["states"].items()))
+                print(f"{prop:8s} {size:4d} | {g['label']:18s} {_ms(g['test']):>17s} | {s['label']:18s} "
+                      f"{s['test_mae']:.4f} +/- {s['test_std']:.4f} | {gap:+6.1f} | {ge:7d} {s['epochs']:9d} "
+                      f"{s['epochs'] / ge:5.2f} | {states}")
+            ft_g = sum(sum(r["epochs"] for r in grid[z]["rows"]) for z in args.sizes)
+            ft_s = sum(search[z]["epochs"] for z in args.sizes)
+            g_all, s_all = ft_g + grid["pt_epochs"], ft_s + search["pt_epochs"]
+            print(f"{prop:8s} all  | grid {ft_g} FT + {grid['pt_epochs']} PT ({grid['pt_models']} models) = {g_all}; "
+                  f"search {ft_s} FT + {search['pt_epochs']} PT ({search['pt_models']} models) = {s_all}; "
+                  f"ratio {s_all / g_all:.3f}")
+            tot["g"] += g_all
+            tot["s"] += s_all
+            tot["gs"] += sum(sum(r["sepochs"] for r in grid[z]["rows"]) for z in args.sizes) + grid["pt_sepochs"]
+            tot["ss"] += sum(search[z]["sepochs"] for z in args.sizes) + search["pt_sepochs"]
+        frac = tot["s"] / tot["g"]
+        print(f"total trial-epochs (PT included): grid {tot['g']}, search {tot['s']}, ratio {frac:.3f}; weighted by "
+              f"training structures per epoch: grid {tot['gs']}, search {tot['ss']}, ratio {tot['ss'] / tot['gs']:.3f}")
+        ok = frac <= 0.20 and max(gaps) <= 5.0
+        print(f"target (best test MAE within 5 % of the grid's in every cell, at <= 20 % of its compute): "
+              f"{'met' if ok else 'NOT met'} (compute {100 * frac:.1f} %, worst gap {max(gaps):+.1f} %, "
+              f"mean gap {statistics.mean(gaps):+.1f} %); {epochs} FT epochs, {repeats} repeats, "
+              f"{args.trials} trials per target; total time {time.perf_counter() - t_start:.0f} s")
+        print(f"RATIO search_compute_fraction={frac:.4f}")
+        print(f"RATIO search_best_gap_pct={max(gaps):.2f}")
+        print(f"RATIO search_best_gap_pct_mean={statistics.mean(gaps):.2f}", flush=True)
+    finally:
+        if args.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
