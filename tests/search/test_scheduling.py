@@ -123,3 +123,4 @@ def test_grouped_asha_lets_each_size_finish_its_best_trials(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, tmp], env=dict(os.environ, RAY_AUTH_MODE="disabled"),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+

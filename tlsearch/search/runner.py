@@ -49,9 +49,14 @@ def start_ray(spec: SearchSpec, address: str | None, console: Console, metrics_p
         ctx = ray.init(address=addr, **kwargs)
     else:
         extra = {"_metrics_export_port": metrics_port} if metrics_port else {}
+        host, port = spec.cluster.dashboard_host, spec.cluster.dashboard_port
+        if not _port_free(host, port):  # another Ray (or anything) holds it: Ray would fail with a traceback
+            free = _free_port(host)
+            console.print(f"dashboard port {port} on {host} is in use (another Ray?); using {free} instead")
+            port = free
         # address="local": always a fresh local instance, never a stray `ray start` cluster found on the machine
-        ctx = ray.init(address="local", include_dashboard=True, dashboard_host=spec.cluster.dashboard_host,
-                       dashboard_port=spec.cluster.dashboard_port, **kwargs, **extra)
+        ctx = ray.init(address="local", include_dashboard=True, dashboard_host=host, dashboard_port=port,
+                       **kwargs, **extra)
     url = getattr(ctx, "dashboard_url", "") or ""
     url = url if url.startswith("http") or not url else f"http://{url}"
     if url:
@@ -60,6 +65,25 @@ def start_ray(spec: SearchSpec, address: str | None, console: Console, metrics_p
                 os.environ.get("RAY_AUTH_MODE") != "disabled" else "")
         console.print(f"Ray dashboard: [link={url}]{url}[/link]{auth}")
     return url
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -> Any:
