@@ -201,8 +201,8 @@ def test_start_ray_passes_the_spec_dashboard_host():
     fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "start_ray")
     local = [c for c in ast.walk(fn) if isinstance(c, ast.Call) and ast.unparse(c.func) == "ray.init"
              and any(k.arg == "include_dashboard" for k in c.keywords)]
-    assert len(local) == 1
-    assert ast.unparse(_kw(local[0], "dashboard_host")) == "spec.cluster.dashboard_host"
+    assert local  # the first try, and the retry on a free port when another Ray took the dashboard's
+    assert all(ast.unparse(_kw(c, "dashboard_host")) == "spec.cluster.dashboard_host" for c in local)
 
 
 # ---------------------------------------------------------------------------------------------------------
