@@ -13,7 +13,7 @@ side).
 
 Sides:
 
-- grid: all 11 configurations x sizes x repeats, each run to the last epoch (no early stopping, as the
+- grid: all 11 configurations x sizes x repeats, each run to the last epoch (no early stopping, as in the
   paper): ``train_config(spec, params, repeat)`` + ``train_trial`` in ``--jobs`` (2) worker processes,
   1 torch thread each, like the search's 2 concurrent 1-CPU trials (no Ray, no Optuna, no W&B). Per
   (target, size) the configuration with the best mean validation MAE is selected; its mean +/- std test
@@ -27,22 +27,24 @@ Sides:
 Compute = trial-epochs: FT epochs of every run and repeat (search: ``epochs_run`` of trials.parquet, which
 counts the epochs ASHA let a stopped trial run) + PT epochs once per distinct PT model. Each side pays for
 its own PT: the grid's PT store is its own directory (PT epochs counted from ``result.pretrain``, once per
-key); the search's is ``$TLSEARCH_CACHE/pretrained``, fresh, and its PT epochs are read from the models
-each study added to it (the report's own count, which only sees PT keys of finished trials, is printed
-next to it). Both sides share one ``TLSEARCH_CACHE`` for parsed datasets and graphs (built once, up front,
+key); the search's is ``$TLSEARCH_CACHE/pretrained``, emptied before each study, and its PT epochs are read
+from the models in it afterwards (the report's own count, which only sees PT keys of finished trials, is
+printed next to it). Both sides share one ``TLSEARCH_CACHE`` for parsed datasets and graphs (built once, up front,
 by a 1-epoch warm-up that counts for neither side; ``--data-cache DIR`` copies datasets, sources and graphs,
 never PT models, from an existing cache). A second measure weights each epoch by its training structures
-(a PT epoch on ~1350 structures costs more than an FT epoch on 90).
+(a PT epoch on ~1350 structures costs more than an FT epoch on 90). With ``--workdir DIR`` an interrupted run
+picks up where it stopped: finished grid runs and finished studies are kept there and not run again.
 
 Target (issue 6, 5a): the search's best test MAE within 5 % of the grid's at <= 20 % of its compute.
 Usage: python benchmarks/search_efficiency.py [--targets n eij_max] [--sizes 100 800] [--trials 8]
-       [--epochs 15] [--repeats 3] [--jobs 2] [--quick] [--keep] [--data-cache DIR]
+       [--epochs 15] [--repeats 3] [--jobs 2] [--quick] [--keep] [--data-cache DIR] [--workdir DIR]
 Last lines: RATIO <name>=<value>.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -130,79 +132,94 @@ def _grid_run(spec_json: dict[str, Any], params: dict[str, Any], repeat: int, ca
             "pt": (pt.key, pt.epochs, pt.n_train) if pt else None}
 
 
-def run_grid(spec: Any, cache: Path, store: Path, jobs: int) -> dict[str, Any]:
+def run_grid(spec: Any, work: Path, jobs: int) -> dict[str, Any]:
+    """Every grid run (finished ones are kept in ``grid-<target>.jsonl`` and not run again on a rerun)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    prop, out, pt, t0 = spec.data.target.property, {}, {}, time.perf_counter()
-    reps, sj = spec.budget.repeats, spec.model_dump(mode="json")
-    todo = [(size, cell, r) for size in spec.search.ft_size for cell in cells(spec) for r in range(reps)]
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        runs = pool.map(_grid_run, *zip(*[(sj, {**c, "ft_size": z}, r, str(cache), str(store)) for z, c, r in todo]))
-        for i, ((size, cell, r), res) in enumerate(zip(todo, runs)):
+    prop, reps, t0 = spec.data.target.property, spec.budget.repeats, time.perf_counter()
+    log = work / f"grid-{prop}.jsonl"
+    done = {(d["size"], d["label"], d["repeat"]): d for d in map(json.loads, log.read_text().splitlines())
+            } if log.exists() else {}
+    grid = [(z, c, label(c["strategy"], c.get("freeze"))) for z in spec.search.ft_size for c in cells(spec)]
+    todo = [(z, c, lab, r) for z, c, lab in grid for r in range(reps) if (z, lab, r) not in done]
+    def show(z: int, lab: str, when: str) -> None:
+        v, t = [done[(z, lab, i)]["val"] for i in range(reps)], [done[(z, lab, i)]["test"] for i in range(reps)]
+        print(f"  grid {prop} size {z} {lab:18s} val {_ms(v)}  test {_ms(t)}  ({when})", flush=True)
+
+    if done:
+        print(f"  grid: {len(done)} runs done by an earlier invocation, {len(todo)} to go", flush=True)
+        for z, _, lab in grid:
+            if all((z, lab, i) in done for i in range(reps)):
+                show(z, lab, "earlier invocation")
+    sj, args = spec.model_dump(mode="json"), (str(work / "cache"), str(work / f"grid-pt-{prop}"))
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool, open(log, "a") as fh:
+        runs = pool.map(_grid_run, *zip(*[(sj, {**c, "ft_size": z}, r, *args) for z, c, _, r in todo]))
+        for (z, c, lab, r), res in zip(todo, runs):
             if res["epochs"] != spec.budget.max_epochs:
                 raise RuntimeError(f"a grid run stopped after {res['epochs']} epochs")
-            if res["pt"]:
-                pt.setdefault(res["pt"][0], res["pt"][1:])
-            if r == 0:
-                row = {"label": label(cell["strategy"], cell.get("freeze")), "val": [], "test": [], "epochs": 0,
-                       "sepochs": 0}
-                out.setdefault(size, {"rows": []})["rows"].append(row)
-            row["val"].append(res["val"])
-            row["test"].append(res["test"])
-            row["epochs"] += res["epochs"]
-            row["sepochs"] += res["epochs"] * res["n_train"]
-            if r == reps - 1:
-                print(f"  grid {prop} size {size} {row['label']:18s} val {_ms(row['val'])}  test {_ms(row['test'])}  "
-                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    for size in spec.search.ft_size:
-        out[size]["best"] = min(out[size]["rows"], key=lambda x: statistics.mean(x["val"]))
-    out["pt_epochs"] = sum(e for e, _ in pt.values())
-    out["pt_sepochs"] = sum(e * n for e, n in pt.values())
-    out["pt_models"], out["wall"] = len(pt), time.perf_counter() - t0
+            done[(z, lab, r)] = {"size": z, "label": lab, "repeat": r, **res}
+            fh.write(json.dumps(done[(z, lab, r)]) + "\n")
+            fh.flush()
+            if all((z, lab, i) in done for i in range(reps)):
+                show(z, lab, f"{time.perf_counter() - t0:.0f} s")
+    out: dict[Any, Any] = {z: {"rows": []} for z in spec.search.ft_size}
+    for z, _, lab in grid:
+        rs = [done[(z, lab, i)] for i in range(reps)]
+        out[z]["rows"].append({"label": lab, "val": [d["val"] for d in rs], "test": [d["test"] for d in rs],
+                               "epochs": sum(d["epochs"] for d in rs),
+                               "sepochs": sum(d["epochs"] * d["n_train"] for d in rs), "n_train": rs[0]["n_train"]})
+    for z in spec.search.ft_size:
+        out[z]["best"] = min(out[z]["rows"], key=lambda x: statistics.mean(x["val"]))
+    pt = {d["pt"][0]: d["pt"][1:] for d in done.values() if d["pt"]}  # PT epochs once per PT model
+    out.update(pt_epochs=sum(e for e, _ in pt.values()), pt_sepochs=sum(e * n for e, n in pt.values()),
+               pt_models=len(pt), wall=time.perf_counter() - t0)
     return out
 
 
-def _store_entries(store: Path) -> dict[str, dict[str, Any]]:
-    from tlsearch._io import read_header
-
-    return {p.name: read_header(p)[0]["meta"] for p in store.glob("*.pt")} if store.exists() else {}
-
-
-def run_search(spec: Any, root: Path, store: Path, log: Path, n_train: dict[int, int]) -> dict[str, Any]:
+def run_search(spec: Any, work: Path, n_train: dict[int, int]) -> dict[str, Any]:
+    """One study (a finished one is read back from ``search-<target>.json``; an unfinished one starts over)."""
     import polars as pl
     import ray
     from rich.console import Console
 
+    from tlsearch._io import read_header
     from tlsearch.analysis import build_report
     from tlsearch.search import runner
     from tlsearch.search.experiment import Experiment
 
-    before, t0 = _store_entries(store), time.perf_counter()
+    saved = work / f"search-{spec.data.target.property}.json"
+    if saved.exists():
+        print("  search: finished by an earlier invocation", flush=True)
+        return json.loads(saved.read_text())
+    store, root = work / "cache" / "pretrained", work / "exp"
+    shutil.rmtree(store, ignore_errors=True)  # the search's own PT store: what it holds afterwards, it trained
+    shutil.rmtree(root / spec.name, ignore_errors=True)
+    t0 = time.perf_counter()
     exp = Experiment.create(spec, root, spec.name)
     try:
-        with open(log, "a") as fh:
+        with open(work / "study.log", "a") as fh:
             runner.run_study(spec, exp, Console(file=fh, width=120))
     finally:
         ray.shutdown()
     wall = time.perf_counter() - t0
-    new = [m for k, m in _store_entries(store).items() if k not in before]
+    pts = [read_header(p)[0]["meta"] for p in store.glob("*.pt")]
     rep = build_report(exp)
     trials = pl.read_parquet(rep.trials)
-    s, out = rep.summary, {"wall": wall, "pt_models": len(new), "pt_epochs": sum(m["epochs"] for m in new),
-                           "pt_sepochs": sum(m["epochs"] * m["n_train"] for m in new),
+    out: dict[str, Any] = {"wall": wall, "pt_models": len(pts), "pt_epochs": sum(m["epochs"] for m in pts),
+                           "pt_sepochs": sum(m["epochs"] * m["n_train"] for m in pts),
                            "report_compute": rep.summary["compute"], "report": str(rep.html)}
-    for z in s["by_ft_size"]:
-        size = int(z["ft_size"])
-        t = trials.filter(pl.col("ft_size") == z["ft_size"])
-        b = z["best"]
+    for z in rep.summary["by_ft_size"]:
+        t, b = trials.filter(pl.col("ft_size") == z["ft_size"]), z["best"]
         ep = int(t["epochs_run"].fill_null(0).sum())
-        out[size] = {"label": label(b["strategy"], b["freeze"]), "test_mae": b["test_mae"],
-                     "test_std": b["test_mae_std"], "val_mae": b["val_mae"], "epochs": ep,
-                     "sepochs": ep * n_train[size], "states": dict(t.group_by("state").len().iter_rows())}
-    missing = [z for z in spec.search.ft_size if z not in out]
+        out[z["ft_size"]] = {"label": label(b["strategy"], b["freeze"]), "test_mae": b["test_mae"],
+                             "test_std": b["test_mae_std"], "val_mae": b["val_mae"], "epochs": ep,
+                             "sepochs": ep * n_train[int(z["ft_size"])],
+                             "states": dict(t.group_by("state").len().iter_rows())}
+    missing = [z for z in spec.search.ft_size if str(z) not in out]
     if missing:
-        raise RuntimeError(f"no finished search trial at FT size(s) {missing}; see {log}")
+        raise RuntimeError(f"no finished search trial at FT size(s) {missing}; see {work / 'study.log'}")
+    saved.write_text(json.dumps(out))
     return out
 
 
@@ -217,15 +234,21 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="check run: 6 epochs, 2 repeats")
     ap.add_argument("--data-cache", type=Path, help="copy datasets/sources/graphs (not PT models) from here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--workdir", type=Path, help="work here instead of a temporary directory (kept); a rerun "
+                    "with the same settings reuses its finished grid runs and studies")
     args = ap.parse_args()
     epochs = args.epochs or (6 if args.quick else 15)
     repeats = args.repeats or (2 if args.quick else 3)
     t_start = time.perf_counter()
 
-    tmp = Path(tempfile.mkdtemp(prefix="tlsse-"))
+    tmp = args.workdir.resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="tlsse-"))
     cache, home, log = tmp / "cache", tmp / "home", tmp / "study.log"
-    home.mkdir()
-    if args.data_cache:
+    settings = json.dumps({"sizes": args.sizes, "trials": args.trials, "epochs": epochs, "repeats": repeats})
+    if (tmp / "settings.json").exists() and (tmp / "settings.json").read_text() != settings:
+        sys.exit(f"{tmp} holds a run with other settings ({(tmp / 'settings.json').read_text()}); use another --workdir")
+    home.mkdir(parents=True, exist_ok=True)
+    (tmp / "settings.json").write_text(settings)
+    if args.data_cache and not cache.exists():
         for sub in ("datasets", "sources", "graphs"):
             if (args.data_cache / sub).is_dir():
                 shutil.copytree(args.data_cache / sub, cache / sub, ignore=shutil.ignore_patterns("*.lock"))
@@ -246,12 +269,9 @@ def main() -> None:
             t = time.perf_counter()
             warm_up(spec, cache)
             print(f"  warm-up (datasets, graphs): {time.perf_counter() - t:.0f} s", flush=True)
-            grid = run_grid(spec, cache, tmp / f"grid-pt-{prop}", args.jobs)
-            n_train = {}
-            for size in args.sizes:  # training structures per FT size (the same draw sizes on both sides)
-                n_train[size] = grid[size]["best"]["sepochs"] // grid[size]["best"]["epochs"]
+            grid = run_grid(spec, tmp, args.jobs)
             print(f"  search: run_study ({args.trials} trials) ...", flush=True)
-            search = run_search(spec, tmp / "exp", cache / "pretrained", log, n_train)
+            search = run_search(spec, tmp, {z: grid[z]["best"]["n_train"] for z in args.sizes})
             results[prop] = (grid, search)
             rc = search["report_compute"]
             print(f"  grid wall {grid['wall']:.0f} s; search wall {search['wall']:.0f} s (incl. Ray start-up); "
@@ -265,7 +285,7 @@ def main() -> None:
         gaps, tot = [], {"g": 0, "s": 0, "gs": 0, "ss": 0}
         for prop, (grid, search) in results.items():
             for size in args.sizes:
-                g, s = grid[size]["best"], search[size]
+                g, s = grid[size]["best"], search[str(size)]
                 gm = statistics.mean(g["test"])
                 gap = 100 * (s["test_mae"] - gm) / gm
                 gaps.append(gap)
@@ -275,7 +295,7 @@ def main() -> None:
                       f"{s['test_mae']:.4f} +/- {s['test_std']:.4f} | {gap:+6.1f} | {ge:7d} {s['epochs']:9d} "
                       f"{s['epochs'] / ge:5.2f} | {states}")
             ft_g = sum(sum(r["epochs"] for r in grid[z]["rows"]) for z in args.sizes)
-            ft_s = sum(search[z]["epochs"] for z in args.sizes)
+            ft_s = sum(search[str(z)]["epochs"] for z in args.sizes)
             g_all, s_all = ft_g + grid["pt_epochs"], ft_s + search["pt_epochs"]
             print(f"{prop:8s} all  | grid {ft_g} FT + {grid['pt_epochs']} PT ({grid['pt_models']} models) = {g_all}; "
                   f"search {ft_s} FT + {search['pt_epochs']} PT ({search['pt_models']} models) = {s_all}; "
@@ -283,7 +303,7 @@ def main() -> None:
             tot["g"] += g_all
             tot["s"] += s_all
             tot["gs"] += sum(sum(r["sepochs"] for r in grid[z]["rows"]) for z in args.sizes) + grid["pt_sepochs"]
-            tot["ss"] += sum(search[z]["sepochs"] for z in args.sizes) + search["pt_sepochs"]
+            tot["ss"] += sum(search[str(z)]["sepochs"] for z in args.sizes) + search["pt_sepochs"]
         frac = tot["s"] / tot["g"]
         print(f"total trial-epochs (PT included): grid {tot['g']}, search {tot['s']}, ratio {frac:.3f}; weighted by "
               f"training structures per epoch: grid {tot['gs']}, search {tot['ss']}, ratio {tot['ss'] / tot['gs']:.3f}")
@@ -296,7 +316,7 @@ def main() -> None:
         print(f"RATIO search_best_gap_pct={max(gaps):.2f}")
         print(f"RATIO search_best_gap_pct_mean={statistics.mean(gaps):.2f}", flush=True)
     finally:
-        if args.keep:
+        if args.keep or args.workdir:
             print(f"kept {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
