@@ -16,10 +16,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
+from benchmarks.load import stop_ray
 from tlsearch.search.spec import Cluster, SearchSpec, spec_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,28 +253,6 @@ def _plant() -> str:
     return "tlsplant" + secrets.token_hex(16)  # 40 characters, like a W&B key
 
 
-def _stop_ray_started_under(base: Path) -> None:
-    """Stop only the Ray processes of this test's session (their command lines name its RAY_TMPDIR)."""
-    mine = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if any(str(base) in part for part in proc.info["cmdline"] or []):
-                mine.append(proc)
-        except (psutil.Error, TypeError):
-            continue
-    for proc in mine:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(mine, timeout=15)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-
-
 def test_planted_wandb_key_never_leaves_the_process():
     """A real smoke study (Ray, Optuna, W&B offline) with WANDB_API_KEY set: no file it writes anywhere
     (experiment, cache, HOME with ~/.netrc and W&B settings, Ray's session logs, temp files) and nothing it
@@ -307,5 +285,5 @@ def test_planted_wandb_key_never_leaves_the_process():
         assert not (dirs["home"] / ".netrc").exists() or key not in (dirs["home"] / ".netrc").read_text()
         print(f"smoke study with a planted key: {seconds:.0f}s; scanned {sum(1 for _ in base.rglob('*'))} paths")
     finally:
-        _stop_ray_started_under(base)
+        stop_ray(str(base))  # only this test's Ray: its processes name `base`
         shutil.rmtree(base, ignore_errors=True)

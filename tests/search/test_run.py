@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmarks.load import stop_ray
+
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "search_spaces" / "smoke.yaml"
 
@@ -55,28 +57,9 @@ def _cli(*args, env, timeout=600, **kw):
 
 
 def _ray_stop(env):
-    """Stop the Ray processes started under this test's RAY_TMPDIR (their command lines name it); never
-    `ray stop --force`, which kills every Ray on the machine, other test sessions' included."""
-    import psutil
-
-    base = env["RAY_TMPDIR"]
-    mine = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if proc.pid != os.getpid() and any(base in part for part in proc.info["cmdline"] or []):
-                mine.append(proc)
-        except (psutil.Error, TypeError):
-            continue
-    for proc in mine:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    for proc in psutil.wait_procs(mine, timeout=15)[1]:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
+    """Stop the Ray processes started under this test's RAY_TMPDIR; never `ray stop --force`, which kills
+    every Ray on the machine, other test sessions' included."""
+    stop_ray(env["RAY_TMPDIR"])
 
 
 def _study(exp: Path, name: str = "smoke"):

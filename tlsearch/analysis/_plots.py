@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from tlsearch.analysis._analyse import short, size_key
+from tlsearch.analysis._analyse import short
 
 
 def _plt() -> Any:
@@ -166,7 +166,3 @@ def progress(trials: pl.DataFrame, path: Path) -> Path | None:
     a2.set_ylabel("best validation MAE so far")
     fig.suptitle("Search progress")
     return _save(fig, path)
-
-
-def sizes_sorted(sizes: list[str]) -> list[str]:
-    return sorted(sizes, key=size_key)

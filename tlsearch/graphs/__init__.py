@@ -5,8 +5,7 @@ Names are imported on first use (PEP 562): ``GraphParams`` is plain data, and co
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tlsearch._lazy import lazy_getattr
 
 _WHERE = {"GraphBuildError": "_build", "build_arrays": "_build", "dgl_available": "_build",
           "GraphPack": "_pack", "feature_table": "_pack", "GraphParams": "_params",
@@ -14,10 +13,4 @@ _WHERE = {"GraphBuildError": "_build", "build_arrays": "_build", "dgl_available"
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _WHERE)

@@ -55,17 +55,17 @@ def start_ray(spec: SearchSpec, address: str | None, console: Console, metrics_p
             console.print(f"dashboard port {port} on {host} is in use (another Ray?); using {free} instead")
             port = free
         # address="local": always a fresh local instance, never a stray `ray start` cluster found on the machine
-        try:
-            ctx = ray.init(address="local", include_dashboard=True, dashboard_host=spec.cluster.dashboard_host,
-                           dashboard_port=port, **kwargs, **extra)
-        except Exception as exc:  # noqa: BLE001 - another Ray took the port between the check and the bind
-            if "address already in use" not in str(exc) and "bind" not in str(exc):
-                raise
-            ray.shutdown()
-            port = _free_port(host)
-            console.print(f"the dashboard port was taken while Ray started; using {port} instead")
-            ctx = ray.init(address="local", include_dashboard=True, dashboard_host=spec.cluster.dashboard_host,
-                           dashboard_port=port, **kwargs, **extra)
+        for attempt in range(2):
+            try:
+                ctx = ray.init(address="local", include_dashboard=True, dashboard_host=spec.cluster.dashboard_host,
+                               dashboard_port=port, **kwargs, **extra)
+                break
+            except Exception as exc:  # noqa: BLE001 - another Ray took the port between the check and the bind
+                if attempt or ("address already in use" not in str(exc) and "bind" not in str(exc)):
+                    raise
+                ray.shutdown()
+                port = _free_port(host)
+                console.print(f"the dashboard port was taken while Ray started; using {port} instead")
     url = getattr(ctx, "dashboard_url", "") or ""
     url = url if url.startswith("http") or not url else f"http://{url}"
     if url:

@@ -3,7 +3,6 @@ no Ray needed, so it works while the study runs, after it ends, or after it was 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -14,21 +13,16 @@ from tlsearch.search.experiment import Experiment
 def _trial_results(exp: Experiment) -> dict[str, dict[str, Any]]:
     """Last reported result of each Ray trial (plus the last line of its error, if it failed), keyed by trial
     directory."""
+    from tlsearch.analysis._load import read_ray_trials
+
     out: dict[str, dict[str, Any]] = {}
-    for path in exp.tune_dir.glob("*/result.json") if exp.tune_dir.exists() else []:
-        last: dict[str, Any] = {}
-        for line in path.read_text().splitlines():
-            try:
-                last = json.loads(line)
-            except ValueError:
-                continue
-        error = path.parent / "error.txt"
+    for r in read_ray_trials(exp):
+        last = dict(r.last)
         # Tune writes error.txt at every failure and keeps it when a retry from the checkpoint then finishes
         # the trial (e.g. after its node died): a trial with its final summary did not fail
-        if error.exists() and not last.get("final"):
-            text = error.read_text().strip()
-            last["error"] = text.splitlines()[-1][:200] if text else "error"
-        out[path.parent.name] = last
+        if r.error is not None and r.final is None:
+            last["error"] = r.error[:200]
+        out[r.dir.name] = last
     return out
 
 

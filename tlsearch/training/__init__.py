@@ -4,8 +4,7 @@ configuration (``tlsearch.training.config``) can be used without torch."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tlsearch._lazy import lazy_getattr
 
 _WHERE = {"TrainConfig": "config", "config_from_dict": "config", "load_config": "config",
           "DivergenceError": "engine", "EpochMetrics": "engine", "Trainer": "engine",
@@ -13,10 +12,4 @@ _WHERE = {"TrainConfig": "config", "config_from_dict": "config", "load_config": 
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _WHERE)
