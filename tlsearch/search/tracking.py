@@ -45,92 +45,10 @@ def callbacks(spec: SearchSpec, exp: Experiment, console: Console) -> list[Any]:
     kwargs: dict[str, Any] = {"mode": mode, "dir": str(exp.root)}
     if spec.tracking.entity:
         kwargs["entity"] = spec.tracking.entity
-    return [_wandb_callback_class()(project=spec.tracking.project, group=spec.name, log_config=True,
-                                excludes=["val_mae_per_repeat", "test_mae_per_repeat"], **kwargs)]
+    from tlsearch.search._wandb import WandbCallback
 
-
-def _wandb_callback_class() -> type:
-    from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
-
-    class LoggingActor(_WandbLoggingActor):
-        def run(self) -> None:
-            super().run()
-            # wandb.finish() returns before wandb-core has written the run to disk, and Ray kills the actor
-            # (and wandb-core with it) as soon as run() returns: under load the last trial's .wandb file was
-            # left empty. teardown() waits for wandb-core to finish.
-            self._wandb.teardown()
-
-    class Callback(WandbLoggerCallback):
-        _logger_actor_cls = LoggingActor
-
-        def _signal_logging_actor_stop(self, trial: Any) -> None:
-            # a trial whose worker died before its logging actor started (e.g. its node was lost during a
-            # retry) has no queue: Ray's KeyError here took the whole study down
-            if trial in self._trial_queues:
-                super()._signal_logging_actor_stop(trial)
-
-        def _start_logging_actor(self, trial: Any, exclude_results: list[str], **wandb_init_kwargs: Any) -> None:
-            # Ray copies WANDB_API_KEY into the logging actor's runtime_env, and Ray's runtime-env agent writes
-            # runtime_envs in full to its session log (<ray tmp>/session_*/logs/runtime_env_agent.log). Offline
-            # and disabled runs need no key: keep it out of the runtime_env.
-            if self.kwargs.get("mode") == "online":
-                return super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
-            key = os.environ.pop("WANDB_API_KEY", None)
-            try:
-                return super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
-            finally:
-                if key is not None:
-                    os.environ["WANDB_API_KEY"] = key
-
-        # Every W&B step (= Tune's training_iteration) once. A trial restored from a checkpoint reports again
-        # the iterations after it: after a retry (same driver, same W&B run) those are skipped; a trial restored
-        # by `tlsearch resume` gets a second W&B run with the same id (offline W&B cannot reopen a run file),
-        # created with resume="allow" so that `wandb sync` uploads both into one run, which starts after the
-        # last step the earlier files hold, with the iterations the killed driver recorded in result.json but
-        # W&B lost (its writer buffers; a SIGKILL loses the tail) up to the checkpoint the trial restarts from.
-        def _continued(self, trial: Any) -> dict[str, Any]:
-            if not hasattr(self, "_steps"):
-                self._steps: dict[str, dict[str, Any]] = {}
-            if trial.trial_id not in self._steps:  # its first start under this driver
-                # the trial's result.json in the experiment (trial.path; the driver's staging copy, local_path,
-                # is new in a resumed driver and filled from it only when Tune's JSON logger starts the trial)
-                results = Path(trial.path or "", "result.json")
-                if not results.exists():
-                    results = Path(trial.local_path or "", "result.json")
-                self._steps[trial.trial_id] = earlier_history(Path(self.kwargs.get("dir") or "."), trial.trial_id,
-                                                              results)
-            return self._steps[trial.trial_id]
-
-        def log_trial_start(self, trial: Any) -> None:
-            if not self._continued(trial)["resumed"] or trial in self._trial_logging_actors:
-                return super().log_trial_start(trial)
-            self.kwargs["resume"] = "allow"
-            try:
-                super().log_trial_start(trial)
-            finally:
-                self.kwargs.pop("resume", None)
-
-        def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-            s = self._continued(trial)
-            step = result.get("training_iteration")
-            if step is None:
-                return super().log_trial_result(iteration, trial, result)
-            for row in s["backfill"]:  # what W&B lost, up to the checkpoint this attempt restarted from
-                if s["last"] < row["training_iteration"] < step:
-                    super().log_trial_result(iteration, trial, row)
-                    s["last"] = row["training_iteration"]
-            s["backfill"] = []
-            if step > s["last"]:
-                super().log_trial_result(iteration, trial, result)
-                s["last"] = step
-
-        def __del__(self) -> None:  # Ray's own __del__ fails at interpreter exit (ray module already gone)
-            try:
-                super().__del__()
-            except Exception:
-                pass
-
-    return Callback
+    return [WandbCallback(project=spec.tracking.project, group=spec.name, log_config=True,
+                          excludes=["val_mae_per_repeat", "test_mae_per_repeat"], **kwargs)]
 
 
 def announce(spec: SearchSpec, exp: Experiment, console: Console) -> None:
