@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from benchmarks.load import stop_ray
+from tlsearch.search.experiment import REUSED_ATTR
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "search_spaces" / "smoke.yaml"
@@ -137,11 +138,16 @@ def test_resume_after_driver_sigkill(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     names, after = _study(exp)
     assert names == ["smoke"], "resume must continue the same Optuna study, not start a new one"
-    complete = [t for t in after.trials if t.state.name == "COMPLETE"]
-    others = [t for t in after.trials if t.state.name != "COMPLETE"]
+    # repeated suggestions answered from an earlier trial ran nothing (no Ray trial): not among the planned 6
+    reused = [t for t in after.trials if REUSED_ATTR in t.user_attrs]
+    ran = [t for t in after.trials if REUSED_ATTR not in t.user_attrs]
+    complete = [t for t in ran if t.state.name == "COMPLETE"]
+    others = [t for t in ran if t.state.name != "COMPLETE"]
+    by_number = {t.number: t for t in after.trials}
+    assert all(t.params == by_number[t.user_attrs[REUSED_ATTR]].params for t in reused)
     # exactly the planned 6 complete: a searcher that lost its state would plan 6 more on top; the only
     # extras are trials the killed driver had started after Tune's last snapshot, closed as FAIL
-    assert len(complete) == 6 and done_before <= {t.number for t in complete}
+    assert len(complete) == 6 and done_before - {t.number for t in reused} <= {t.number for t in complete}, [(t.number, t.state.name, t.user_attrs, t.params) for t in after.trials]
     assert len(others) <= 2 and all(t.state.name == "FAIL" for t in others)
     numbers = [t.number for t in after.trials]
     assert len(numbers) == len(set(numbers))

@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from tlsearch.analysis._schema import HISTORY, TRIALS, polars_schema
-from tlsearch.search.experiment import RAY_TRIAL_ATTR, Experiment
+from tlsearch.search.experiment import NOTE_ATTR, RAY_TRIAL_ATTR, REUSED_ATTR, Experiment
 from tlsearch.search.space import resolve
 from tlsearch.search.spec import SearchSpec
 
@@ -122,10 +122,11 @@ def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
         state = "stopped_early" if r and r.epochs and r.error is None else "failed"  # told Optuna COMPLETE)
     error = (r.error if r else None) if state == "failed" else None
     if state == "failed" and error is None:
-        error = t.user_attrs.get("tlsearch_note", "failed (no error recorded)")
+        error = t.user_attrs.get(NOTE_ATTR, "failed (no error recorded)")
     freeze = v.get("freeze") if "freeze_depth" not in v else f"depth={v['freeze_depth']}"
     epochs = r.epochs if r else []
     f = f or {}
+    pt = f if f.get("pt_key") else next((e for e in epochs if e.get("pt_key")), {})  # stopped early: 1st epoch
     evals = {k.split("/")[1]: f[k] for k in f if k.startswith("eval/") and k.endswith("/mae")}
     per = {k: json.loads(f[k]) if isinstance(f.get(k), str) else f.get(k) for k in ("val_mae_per_repeat",
                                                                                   "test_mae_per_repeat")}
@@ -145,8 +146,8 @@ def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
         "test_mae_per_repeat": per["test_mae_per_repeat"], "eval_mae": json.dumps(evals) if evals else None,
         "n_train": f.get("n_train"), "n_val": f.get("n_val"), "n_test": f.get("n_test"),
         "epochs_reported": len(epochs), "epochs_run": f.get("epochs_run", len(epochs)),
-        "max_epochs": spec.budget.max_epochs, "pt_key": f.get("pt_key") or None, "pt_epochs": f.get("pt_epochs"),
-        "pt_seconds": _num(f.get("pt_seconds")), "pt_store_hit": f.get("pt_store_hit"),
+        "max_epochs": spec.budget.max_epochs, "pt_key": pt.get("pt_key") or None, "pt_epochs": pt.get("pt_epochs"),
+        "pt_seconds": _num(pt.get("pt_seconds")), "pt_store_hit": pt.get("pt_store_hit"),
         "seconds": _num((r.last if r else {}).get("time_total_s")), "node_id": (r.last if r else {}).get("node_id"),
         "predictions": _predictions(r.dir) if r else None, "params": json.dumps(t.params, sort_keys=True),
     }
@@ -163,6 +164,8 @@ def load_trials(exp: Experiment | str | Path) -> tuple[pl.DataFrame, pl.DataFram
         trials = optuna.load_study(study_name=spec.name, storage=exp.optuna_storage()).trials
     except KeyError:  # the study never started
         trials = []
+    # a repeated suggestion answered from an earlier trial ran nothing: it is not a trial of the study
+    trials = [t for t in trials if REUSED_ATTR not in t.user_attrs]
     matched = _match(trials, read_ray_trials(exp))
     rows = [_row(spec, t, matched.get(t.number)) for t in trials]
     hist = [{"trial": t.number, **{k: e.get(k) for k in HISTORY if k != "trial"}}

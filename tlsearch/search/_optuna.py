@@ -1,29 +1,86 @@
 """Optuna pieces of the runner (imported lazily: they import Ray and Optuna): a searcher that survives a
-replay after a driver crash and records each Ray trial id, and a sampler that spreads the FT size evenly."""
+replay after a driver crash, records each Ray trial id and never pays twice for one configuration, and a
+sampler that spreads the FT size evenly."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.samplers import BaseSampler
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tlsearch.search.experiment import RAY_TRIAL_ATTR
+from tlsearch.search.experiment import FINAL_ATTR, NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, REUSED_ATTR
+
+TPE_TRIES = 3  # repeated suggestions answered from history before the next asks sample at random
+MAX_TRIES = 12  # then the repeat runs (the space is exhausted, or nearly)
 
 
 class ResumableOptunaSearch(OptunaSearch):
     """After a driver crash, Tune replays results from its last experiment snapshot, which can be older than
     the persistent Optuna journal: a trial the journal already closed is then told again. The journal is
     right, so such a replay is ignored instead of failing the resumed study. Every Optuna trial records the
-    Ray trial id that ran it (user attribute ``ray_trial_id``), so the analysis joins the two exactly."""
+    Ray trial id that ran it (user attribute ``ray_trial_id``), so the analysis joins the two exactly.
 
-    def suggest(self, trial_id: str) -> dict | None:
-        config = super().suggest(trial_id)
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is not None and isinstance(config, dict):
-            ot_trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
-        return config
+    Repeated suggestions: TPE often proposes a configuration that already finished (small discrete spaces:
+    strategy x freeze x size). A trial's result is a function of its configuration (seeds come from the
+    repeat index; bit for bit on CPU, within ~2 % on a GPU, where scatter-adds are not deterministic: a rerun
+    would re-draw that noise at full cost), so such a suggestion is told the earlier trial's value at once (user attribute
+    ``reused_from``: TPE sees the observation, no Ray trial runs) and the searcher asks again; after
+    ``TPE_TRIES`` repeats in a row the next asks sample at random (the size cycle kept), after ``MAX_TRIES``
+    the repeat runs. Trials stopped early are not reused: a rerun may get further."""
+
+    def __init__(self, *args: Any, max_trials: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_trials = max_trials
+
+    def _used(self) -> int:
+        """Trials of the budget the journal shows as run or running, whichever driver ran them: after a driver
+        crash Tune's snapshot can predate trials the journal closed, and Tune would plan them again. Not
+        counted: answers from history, and trials a dead driver left running (Tune re-plans those)."""
+        live = {t.user_attrs.get(RAY_TRIAL_ATTR) for t in self._ot_trials.values()}
+        return sum(1 for t in self._ot_study.get_trials(deepcopy=False)
+                   if RAY_TRIAL_ATTR in t.user_attrs and REUSED_ATTR not in t.user_attrs
+                   and t.user_attrs.get(NOTE_ATTR) != ORPHANED
+                   and (t.state != TrialState.RUNNING or t.user_attrs[RAY_TRIAL_ATTR] in live))
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        budget = getattr(self, "_max_trials", None)  # None in a searcher pickled by an older tlsearch
+        if budget is not None and trial_id not in self._ot_trials and self._used() >= budget:
+            return Searcher.FINISHED
+        for attempt in range(MAX_TRIES):
+            config = self._ask(trial_id, explore=attempt >= TPE_TRIES)
+            ot_trial = self._ot_trials.get(trial_id)
+            if ot_trial is None or not isinstance(config, dict):
+                return config
+            twin = self._finished_twin(ot_trial) if attempt < MAX_TRIES - 1 else None
+            if twin is None:
+                ot_trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
+                return config
+            ot_trial.set_user_attr(REUSED_ATTR, twin.number)
+            self._ot_study.tell(ot_trial, twin.value)
+            del self._ot_trials[trial_id]
+        return None  # unreachable: the last attempt always returns
+
+    def _ask(self, trial_id: str, explore: bool) -> dict | None:
+        if not explore:
+            return super().suggest(trial_id)
+        sampler = self._ot_study.sampler
+        rnd = RandomSampler(seed=None if self._seed is None else self._seed * 7919 + len(self._ot_study.trials))
+        self._ot_study.sampler = sampler.with_base(rnd) if isinstance(sampler, CycleSampler) else rnd
+        try:
+            return super().suggest(trial_id)
+        finally:
+            self._ot_study.sampler = sampler
+
+    def _finished_twin(self, ot_trial: Any) -> Any:
+        params = ot_trial.params
+        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.user_attrs.get(FINAL_ATTR) and REUSED_ATTR not in t.user_attrs and t.params == params:
+                return t
+        return None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         try:
@@ -35,18 +92,25 @@ class ResumableOptunaSearch(OptunaSearch):
         # Ray tells an errored trial COMPLETE with its last value; a trial that raised or diverged is a FAIL
         # (TPE must not learn from it as if it had finished, and the report must list it as failed)
         try:
+            ot_trial = self._ot_trials.get(trial_id)
+            if ot_trial is not None and not error and result and result.get("final"):
+                ot_trial.set_user_attr(FINAL_ATTR, True)
             super().on_trial_complete(trial_id, None if error else result, error)
         except UpdateFinishedTrialError:
             self._ot_trials.pop(trial_id, None)
 
 
 class CycleSampler(BaseSampler):
-    """``base`` (TPE) for every parameter except the condition ``name``, which cycles through ``choices`` by
-    trial number: the FT size is what the report compares at, so every size gets its share of trials
-    instead of TPE drifting to the size with the lowest (incomparable) validation error."""
+    """``base`` (TPE) for every parameter except the condition ``name``, which cycles through ``choices`` in
+    the order trials were asked (repeated suggestions answered from history do not count): the FT size is
+    what the report compares at, so every size gets its share of trials instead of TPE drifting to the size
+    with the lowest (incomparable) validation error."""
 
     def __init__(self, base: BaseSampler, name: str, choices: Sequence[Any]) -> None:
         self._base, self._name, self._choices = base, name, list(choices)
+
+    def with_base(self, base: BaseSampler) -> CycleSampler:
+        return CycleSampler(base, self._name, self._choices)
 
     def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
         space = self._base.infer_relative_search_space(study, trial)
@@ -59,7 +123,9 @@ class CycleSampler(BaseSampler):
     def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
         if param_name == self._name:
             choices = getattr(param_distribution, "choices", self._choices)
-            return choices[trial.number % len(choices)]
+            slot = sum(1 for t in study.get_trials(deepcopy=False)
+                       if t.number < trial.number and REUSED_ATTR not in t.user_attrs)
+            return choices[slot % len(choices)]
         return self._base.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: Any, trial: Any) -> None:

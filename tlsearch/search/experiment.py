@@ -20,6 +20,10 @@ from tlsearch.search.spec import SearchSpec, _format
 
 TUNE_NAME = "tune"
 RAY_TRIAL_ATTR = "ray_trial_id"  # Optuna user attribute: the Ray trial that ran the Optuna trial
+FINAL_ATTR = "finished"  # Optuna user attribute: the trial ran all its epochs and repeats (not stopped early)
+NOTE_ATTR = "tlsearch_note"  # Optuna user attribute: why a trial ended as it did
+ORPHANED = "orphaned by a driver crash; re-planned"  # the note of a trial a dead driver left RUNNING
+REUSED_ATTR = "reused_from"  # Optuna user attribute: a repeated suggestion answered by this earlier trial
 
 
 @dataclass(frozen=True)

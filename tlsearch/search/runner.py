@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from tlsearch.search import tracking
-from tlsearch.search.experiment import TUNE_NAME, Experiment
+from tlsearch.search.experiment import NOTE_ATTR, ORPHANED, TUNE_NAME, Experiment
 from tlsearch.search.live import LiveView
 from tlsearch.search.space import make_space
 from tlsearch.search.spec import ASHA, SearchSpec
@@ -118,13 +118,15 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
         failure_config=FailureConfig(max_failures=res.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=res.checkpoints_kept),
     )
-    sampler = optuna.samplers.TPESampler(seed=spec.seed, constant_liar=True, multivariate=True, group=True,
+    seed = spec.seed if spec.search_seed is None else spec.search_seed
+    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True,
                                          n_startup_trials=min(10, max(2, spec.budget.trials // 3)))
     sizes = spec.search.ft_size
     if len(sizes) > 1:  # the FT size is a condition to compare at: every size gets its share of trials
         sampler = CycleSampler(sampler, "ft_size", sizes)
     searcher = ResumableOptunaSearch(make_space(spec), metric=METRIC, mode=MODE, sampler=sampler,
-                            study_name=spec.name, storage=exp.optuna_storage(), seed=spec.seed)
+                                     study_name=spec.name, storage=exp.optuna_storage(), seed=seed,
+                                     max_trials=spec.budget.trials)
     searcher = ConcurrencyLimiter(searcher, max_concurrent=res.max_concurrent)
     if isinstance(spec.scheduler, ASHA):
         # one ASHA per FT size (trials of different sizes have incomparable validation errors); max_t is one
@@ -161,6 +163,6 @@ def _close_orphans(spec: SearchSpec, exp: Experiment, console: Console) -> None:
 
     study = optuna.load_study(study_name=spec.name, storage=exp.optuna_storage())
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "tlsearch_note", "orphaned by a driver crash; re-planned")
+        study._storage.set_trial_user_attr(t._trial_id, NOTE_ATTR, ORPHANED)
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         console.print(f"optuna trial {t.number}: orphaned by the interrupted driver, marked failed")

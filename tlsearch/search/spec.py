@@ -123,7 +123,7 @@ class Resources(_Strict):
     checkpoints_kept: int = Field(2, ge=1)
     # an epoch is checkpointed when this many seconds passed since the trial's last checkpoint (0: every
     # epoch): GPU-length epochs are all checkpointed, sub-second CPU epochs do not pay ~50 ms each for it
-    checkpoint_interval_s: float = Field(10.0, ge=0)
+    checkpoint_interval_s: float = Field(30.0, ge=0)
 
 
 class Tracking(_Strict):
@@ -150,6 +150,7 @@ class SearchSpec(_Strict):
     storage: str = "experiments"
     cluster: Cluster = Cluster()
     seed: int = 0
+    search_seed: Union[int, None] = Field(None, description="seeds the TPE sampler instead of seed")
     metric: Literal["val_mae"] = "val_mae"
 
     @model_validator(mode="before")
