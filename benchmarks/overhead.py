@@ -210,7 +210,7 @@ def run_ray(spec: Any, root: Path, name: str, log: Path) -> dict[str, Any]:
     if results.errors or len(results) != spec.budget.trials:
         raise RuntimeError(f"Ray study failed ({len(results)} results, errors: {results.errors}); see {log}")
     want = resolve(spec, PARAMS)
-    per_trial, tune_s, epoch_sums = [], [], []
+    per_trial, tune_s, epoch_sums, reporting = [], [], [], []
     for r in sorted(results, key=lambda r: r.metrics.get("timestamp", 0)):
         m = r.metrics
         if resolve(spec, r.config) != want:
@@ -222,8 +222,9 @@ def run_ray(spec: Any, root: Path, name: str, log: Path) -> dict[str, Any]:
         per_trial.append(float(m["wall_seconds"]))
         tune_s.append(float(m["time_total_s"]))
         epoch_sums.append(float(epochs["seconds"].sum()))
+        reporting.append((float(m["report_seconds"]), float(m["checkpoint_seconds"])))
     return {"wall": wall, "startup": timing["startup"], "per_trial": per_trial, "tune_s": tune_s,
-            "epoch_sums": epoch_sums, "url": url}
+            "epoch_sums": epoch_sums, "reporting": reporting, "url": url}
 
 
 def _fmt(xs: list[float]) -> str:
@@ -305,6 +306,9 @@ def main() -> None:
             print(f"  per-trial breakdown (Ray minus in process, s): epochs {d_epochs:+.2f}, rest of train_trial "
                   f"{d_rest:+.2f}, trainable outside train_trial {mean(r['tune_s']) - mean(r['per_trial']):+.2f}, "
                   f"outside the trainable (actor start, Tune, W&B) {slot - mean(r['tune_s']):+.2f}")
+            rep, ck = mean(x[0] for x in r["reporting"]), mean(x[1] for x in r["reporting"])
+            print(f"  of the rest of train_trial: per-epoch tune.report (no checkpoint) {rep:.2f} s, reports with a "
+                  f"checkpoint {ck:.2f} s (incl. the Ray metrics updates)")
             print(f"  overhead: {row['pct']:.1f} % incl. start-up, {row['pct_excl']:.1f} % excl., "
                   f"{row['per_trial']:.2f} s per trial; load {_load()}", flush=True)
 

@@ -163,6 +163,7 @@ class Trainer(Stepper):
         self.best_val = math.inf
         self.best_epoch = 0
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.pretrain: Any = None  # the PretrainInfo this run starts from (for per-epoch observers), or None
 
     def _val_mae(self, pred_scaled: np.ndarray) -> float:
         y = self.task.y[self.val_idx]

@@ -157,6 +157,7 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
     scaler = Scaler.fit(task.y[train_idx], tr.optim.scaling)
     trainer = Trainer(model, task, scaler, tr.optim, train_idx, val_idx, device, cfg.amp, cfg.seed,
                       tr.body_lr_factor)
+    trainer.pretrain = info
     if resume is not None:
         trainer.load_state_dict(resume)
     trainer.fit(callback)
