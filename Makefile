@@ -9,7 +9,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 SPEC ?= search_spaces/quickstart.yaml
 
-.PHONY: run test test-all bench install install-test clean
+.PHONY: run test test-faults test-all bench install install-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ run: $(VENV)/.stamp-run
 
 test: $(VENV)/.stamp-test
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# the fault-injection suite (real Ray: a worker node killed, the driver SIGKILLed and resumed); CI runs it
+# after `make test`
+test-faults: $(VENV)/.stamp-test
+	$(PY) -m pytest -m slow tests/search/test_faults.py $(PYTEST_ARGS)
 
 test-all: $(VENV)/.stamp-test
 	$(PY) -m pytest $(PYTEST_ARGS)
