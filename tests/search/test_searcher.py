@@ -126,3 +126,16 @@ def test_budget_counts_what_the_journal_ran_after_a_driver_crash(tmp_path):
         planned.append(config)
         second.on_trial_complete(f"b{i}", {"val_mae": 2.0, "final": True})
     assert len(planned) == 3  # 3 done + 3 = the budget; the 2 orphans (RUNNING, no live Ray trial) re-planned
+
+
+def test_every_strategy_family_is_tried_at_every_size_first():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tpe = optuna.samplers.TPESampler(seed=0, constant_liar=True, multivariate=True, group=True, n_startup_trials=2)
+    searcher = ResumableOptunaSearch(_space, metric="val_mae", mode="min", seed=0,
+                                     sampler=CycleSampler(tpe, "ft_size", SIZES, cover=("strategy", STRATEGIES)))
+    configs = _drive(searcher, 12)
+    first = [(c["ft_size"], c["strategy"]) for c in configs[:6]]
+    assert sorted(first) == sorted((z, s) for z in SIZES for s in STRATEGIES), first
+    assert Counter(c["ft_size"] for c in configs) == {100: 6, 800: 6}
+    late = Counter(c["strategy"] for c in configs[6:])
+    assert late["finetune"] >= 3, late  # then TPE's: the best family (finetune in the formula) is chosen most

@@ -121,9 +121,11 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     seed = spec.seed if spec.search_seed is None else spec.search_seed
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True,
                                          n_startup_trials=min(10, max(2, spec.budget.trials // 3)))
-    sizes = spec.search.ft_size
-    if len(sizes) > 1:  # the FT size is a condition to compare at: every size gets its share of trials
-        sampler = CycleSampler(sampler, "ft_size", sizes)
+    sizes, strategies = spec.search.ft_size, spec.search.strategy
+    if len(sizes) > 1 or len(strategies) > 1:
+        # the FT size is a condition to compare at: every size gets its share of trials; and every strategy
+        # family gets a first trial at every size before TPE chooses
+        sampler = CycleSampler(sampler, "ft_size", sizes, cover=("strategy", strategies))
     searcher = ResumableOptunaSearch(make_space(spec), metric=METRIC, mode=MODE, sampler=sampler,
                                      study_name=spec.name, storage=exp.optuna_storage(), seed=seed,
                                      max_trials=spec.budget.trials)
