@@ -46,7 +46,8 @@ test-all: $(VENV)/.stamp-test
 bench: $(VENV)/.stamp-test
 	$(PY) benchmarks/graphs.py
 	$(PY) benchmarks/trainer.py
-	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/overhead.py --cpus 1
+	$(PY) benchmarks/overhead.py --cpus 2
 	$(PY) benchmarks/search_efficiency.py
 
 clean:
