@@ -95,7 +95,9 @@ def _mae(r: dict[str, Any]) -> str:
 
 
 def conclusion(target: str, size: str, best: dict[str, Any], scratch: dict[str, Any] | None,
-               best_tl: dict[str, Any] | None) -> str:
+               best_tl: dict[str, Any] | None, stopped_tl: dict[str, Any] | None = None) -> str:
+    """``stopped_tl``: transfer trials ASHA stopped at this size ({"n", "epochs", "val_mae"}), said when none
+    finished, so the reader learns why there is no comparison."""
     head = f"{short(target)}, {size} samples: "
     reps = f"{best['repeats']} repeat{'s' if best['repeats'] != 1 else ''}"
     if best["strategy"] != "scratch":
@@ -108,7 +110,12 @@ def conclusion(target: str, size: str, best: dict[str, Any], scratch: dict[str, 
         return (head + f"{describe(best)} {verb} scratch by {abs(g['mean']):.0f} %{spread} ({reps}; test MAE "
                 f"{_mae(best)} vs {_mae(scratch)}{note}).")
     if best_tl is None:
-        return head + f"{describe(best)} is best (test MAE {_mae(best)}, {reps}); no transfer trial finished at this size."
+        why = ""
+        if stopped_tl and stopped_tl["n"]:
+            n = stopped_tl["n"]
+            why = (f" ({n} {'was' if n == 1 else 'were'} stopped early by ASHA after {stopped_tl['epochs']} epochs, "
+                   f"behind the trials recorded at that epoch; best validation MAE then {stopped_tl['val_mae']:.4g})")
+        return head + f"{describe(best)} is best (test MAE {_mae(best)}, {reps}); no transfer trial finished at this size{why}."
     g = gain_pct(best_tl, best)
     spread = f" +/- {g['std']:.0f} %" if g["std"] is not None else ""
     note = "" if _clear(g) else " (within the spread of the repeats: not a clear difference)"
@@ -135,9 +142,18 @@ def by_size(trials: pl.DataFrame, target: str) -> list[dict[str, Any]]:
             "freeze_ranking": _ranking(tl, "freeze", scratch),
             "sampling_ranking": _ranking(d, "sampling", scratch),
             "best_pt_source": _pick(d, "finetune", scratch), "best_mpt_set": _pick(d, "mpt", scratch),
-            "conclusion": conclusion(target, size, best, scratch, best_tl),
+            "conclusion": conclusion(target, size, best, scratch, best_tl, _stopped_transfer(trials, size)),
         })
     return out
+
+
+def _stopped_transfer(trials: pl.DataFrame, size: str) -> dict[str, Any]:
+    st = trials.filter((pl.col("ft_size") == size) & (pl.col("state") == "stopped_early")
+                       & (pl.col("strategy") != "scratch") & pl.col("val_mae").is_not_null())
+    if st.height == 0:
+        return {"n": 0}
+    lo, hi = int(st["epochs_run"].min()), int(st["epochs_run"].max())
+    return {"n": st.height, "epochs": f"{lo}" if lo == hi else f"{lo}-{hi}", "val_mae": float(st["val_mae"].min())}
 
 
 def _pick(d: pl.DataFrame, strategy: str, scratch: dict[str, Any] | None) -> dict[str, Any] | None:
