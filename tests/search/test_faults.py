@@ -111,7 +111,7 @@ def test_worker_node_killed_mid_trial(tmp_path, monkeypatch):
     trials, epochs = 4, 30  # smoke epochs take ~0.15 s: 30 leave the killer a few seconds to catch one
     spec = spec_from_dict(_spec_data(trials=trials, max_epochs=epochs, pt_epochs=2))
     exp = Experiment.create(spec, tmp_path / "exp")
-    # the head runs the driver and the W&B logging actors (0 CPUs: no trial lands there); a dead node is declared
+    # the head runs the driver, which also writes the W&B runs (0 CPUs: no trial lands there); a dead node is declared
     # dead after about 1 s of missed health checks instead of 30 s; no dashboard (another Ray may hold its port)
     health = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500, "health_check_failure_threshold": 2}
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
