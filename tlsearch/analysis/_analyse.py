@@ -115,7 +115,8 @@ def conclusion(target: str, size: str, best: dict[str, Any], scratch: dict[str, 
             n = stopped_tl["n"]
             why = (f" ({n} {'was' if n == 1 else 'were'} stopped early by ASHA after {stopped_tl['epochs']} epochs, "
                    f"behind the trials recorded at that epoch; best validation MAE then {stopped_tl['val_mae']:.4g})")
-        return head + f"{describe(best)} is best (test MAE {_mae(best)}, {reps}); no transfer trial finished at this size{why}."
+        return (head + f"{describe(best)} is best (test MAE {_mae(best)}, {reps}); "
+                f"no transfer trial finished at this size{why}.")
     g = gain_pct(best_tl, best)
     spread = f" +/- {g['std']:.0f} %" if g["std"] is not None else ""
     note = "" if _clear(g) else " (within the spread of the repeats: not a clear difference)"

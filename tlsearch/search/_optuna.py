@@ -27,10 +27,10 @@ class ResumableOptunaSearch(OptunaSearch):
     Repeated suggestions: TPE often proposes a configuration that already finished (small discrete spaces:
     strategy x freeze x size). A trial's result is a function of its configuration (seeds come from the
     repeat index; bit for bit on CPU, within ~2 % on a GPU, where scatter-adds are not deterministic: a rerun
-    would re-draw that noise at full cost), so such a suggestion is told the earlier trial's value at once (user attribute
-    ``reused_from``: TPE sees the observation, no Ray trial runs) and the searcher asks again; after
-    ``TPE_TRIES`` repeats in a row the next asks sample at random (the size cycle kept), after ``MAX_TRIES``
-    the repeat runs. Trials stopped early are not reused: a rerun may get further."""
+    would re-draw that noise at full cost), so such a suggestion is told the earlier trial's value at once
+    (user attribute ``reused_from``: TPE sees the observation, no Ray trial runs) and the searcher asks
+    again; after ``TPE_TRIES`` repeats in a row the next asks sample at random (the size cycle kept), after
+    ``MAX_TRIES`` the repeat runs. Trials stopped early are not reused: a rerun may get further."""
 
     def __init__(self, *args: Any, max_trials: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
