@@ -21,7 +21,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from tests.search.test_run import SMOKE, _cli, _env, _ray_stop, _study
+from tests.search.test_run import SMOKE, _env, _ray_stop, _resume, _study
 
 # timing-dependent (a trial must be caught mid-run): in `make test-all`, not in the default suite yet
 pytestmark = pytest.mark.slow
@@ -244,12 +244,7 @@ def test_driver_sigkill_mid_trial_resume_continues_wandb_runs(tmp_path):
         driver.wait(timeout=60)
     finally:
         _ray_stop(env)
-    try:
-        proc = _cli("resume", str(exp), env=env)
-    finally:
-        _ray_stop(env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    names, study = _study(exp)
+    names, study = _resume(exp, env)
     assert names == ["smoke"]
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     others = [t for t in study.trials if t.state.name != "COMPLETE"]

@@ -63,6 +63,16 @@ def _ray_stop(env):
     stop_ray(env["RAY_TMPDIR"])
 
 
+def _resume(exp: Path, env) -> tuple:
+    """`tlsearch resume EXP` (Ray stopped afterwards, whatever happens); it must succeed. Returns _study(exp)."""
+    try:
+        proc = _cli("resume", str(exp), env=env)
+    finally:
+        _ray_stop(env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return _study(exp)
+
+
 def _study(exp: Path, name: str = "smoke"):
     import optuna
     from optuna.storages import JournalStorage
@@ -131,12 +141,7 @@ def test_resume_after_driver_sigkill(tmp_path):
         _ray_stop(env)
     _, before = _study(exp)
     done_before = {t.number for t in before.trials if t.state.name == "COMPLETE"}
-    try:
-        proc = _cli("resume", str(exp), env=env)
-    finally:
-        _ray_stop(env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    names, after = _study(exp)
+    names, after = _resume(exp, env)
     assert names == ["smoke"], "resume must continue the same Optuna study, not start a new one"
     # repeated suggestions answered from an earlier trial ran nothing (no Ray trial): not among the planned 6
     reused = [t for t in after.trials if REUSED_ATTR in t.user_attrs]
@@ -147,7 +152,8 @@ def test_resume_after_driver_sigkill(tmp_path):
     assert all(t.params == by_number[t.user_attrs[REUSED_ATTR]].params for t in reused)
     # exactly the planned 6 complete: a searcher that lost its state would plan 6 more on top; the only
     # extras are trials the killed driver had started after Tune's last snapshot, closed as FAIL
-    assert len(complete) == 6 and done_before - {t.number for t in reused} <= {t.number for t in complete}, [(t.number, t.state.name, t.user_attrs, t.params) for t in after.trials]
+    assert len(complete) == 6 and done_before - {t.number for t in reused} <= {t.number for t in complete}, \
+        [(t.number, t.state.name, t.user_attrs, t.params) for t in after.trials]
     assert len(others) <= 2 and all(t.state.name == "FAIL" for t in others)
     numbers = [t.number for t in after.trials]
     assert len(numbers) == len(set(numbers))

@@ -68,7 +68,8 @@ class ResumableOptunaSearch(OptunaSearch):
         if not explore:
             return super().suggest(trial_id)
         sampler = self._ot_study.sampler
-        rnd = RandomSampler(seed=None if self._seed is None else self._seed * 7919 + len(self._ot_study.trials))
+        n = len(self._ot_study.get_trials(deepcopy=False))
+        rnd = RandomSampler(seed=None if self._seed is None else self._seed * 7919 + n)
         self._ot_study.sampler = sampler.with_base(rnd) if isinstance(sampler, CycleSampler) else rnd
         try:
             return super().suggest(trial_id)

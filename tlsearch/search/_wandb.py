@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -146,9 +145,7 @@ class WandbCallback(WandbLoggerCallback):
         if timeout and self._writer is not None:  # the end of the experiment: finish and write every run
             for trial in list(self._trial_queues):
                 self._signal_logging_actor_stop(trial)
-            t0 = time.monotonic()
             self._writer.close(timeout)
-            log.debug("W&B runs written in %.1f s", time.monotonic() - t0)
             self._writer = None
 
     def _continued(self, trial: Any) -> dict[str, Any]:

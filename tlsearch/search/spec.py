@@ -121,8 +121,8 @@ class Resources(_Strict):
     max_concurrent: int = Field(2, ge=1)
     max_failures: int = Field(1, ge=0)
     checkpoints_kept: int = Field(2, ge=1)
-    # an epoch is checkpointed when this many seconds passed since the trial's last checkpoint (0: every
-    # epoch): GPU-length epochs are all checkpointed, sub-second CPU epochs do not pay ~50 ms each for it
+    # an epoch is checkpointed when this many seconds passed since the trial's last checkpoint or its start
+    # and checkpoints stay under ~5 % of the trial's time (0: every epoch); see trainable.py
     checkpoint_interval_s: float = Field(30.0, ge=0)
 
 
