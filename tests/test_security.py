@@ -152,12 +152,12 @@ def test_scanner_flags_unsafe_calls(source, fragment):
 # (file, finding) -> why it is acceptable. Judged, not just tolerated: each must read only data that tlsearch or
 # Ray wrote itself into the experiment directory, never a file the user points at as input.
 _SCHEDULER_STATE = (
-    "GroupedASHA.save/restore: Ray's TrialScheduler checkpoint contract, implemented exactly like Ray's own "
+    "GroupedASHA/GroupedSH.save/restore: Ray's TrialScheduler checkpoint contract, implemented exactly like Ray's own "
     "ASHAScheduler (pickle) on the scheduler state file inside the experiment's tune/ directory; `resume` "
     "already unpickles Ray's experiment state from there (cloudpickle), so an experiment directory must be "
     "trusted either way")
-ALLOWED = {("tlsearch/search/_scheduler.py", what): _SCHEDULER_STATE
-           for what in ("imports pickle", "pickle.dump()", "pickle.load()")}
+ALLOWED = {(f"tlsearch/search/{module}", what): _SCHEDULER_STATE
+           for module in ("_scheduler.py", "_sh.py") for what in ("imports pickle", "pickle.dump()", "pickle.load()")}
 
 
 def _allowed(problem: str) -> bool:

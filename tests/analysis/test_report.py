@@ -60,8 +60,13 @@ def test_run_ends_with_the_conclusions_and_writes_every_output(study):
     for name in ("report.md", "report.html", "summary.json", "trials.parquet", "history.parquet"):
         assert (exp / name).stat().st_size > 0, name
     s = _summary(study)
-    assert {"learning_curves.png", "strategy_size_heatmap.png", "freeze_effect.png", "parity_best.png",
-            "search_progress.png"} <= {Path(p).name for p in s["plots"].values()}
+    plots = {Path(p).name for p in s["plots"].values()}
+    assert {"learning_curves.png", "strategy_size_heatmap.png", "parity_best.png", "search_progress.png"} <= plots
+    # the freeze plot exactly when a transfer trial finished (the sampler decides whether one drew reinit_head
+    # False, the only transfer trials that do not diverge here)
+    t = _trials(study)
+    tl_finished = t.filter((pl.col("strategy") != "scratch") & (pl.col("state") == "finished")).height
+    assert ("freeze_effect.png" in plots) == (tl_finished > 0), (plots, tl_finished)
     for line in s["conclusions"]:
         assert line in out.replace("\n", " ") or line[:60] in out
 

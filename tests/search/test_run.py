@@ -157,3 +157,40 @@ def test_resume_after_driver_sigkill(tmp_path):
     assert len(others) <= 2 and all(t.state.name == "FAIL" for t in others)
     numbers = [t.number for t in after.trials]
     assert len(numbers) == len(set(numbers))
+
+
+def test_successive_halving_study_screens_the_strategy_grid(tmp_path):
+    """scheduler sh with a budget that holds the smoke space's strategy grid (scratch + 3 freezes x PT->FT and
+    MPT = 7): each combination is tried once; at rung 1 the best 3 go on, at rung 3 the best 1, which runs to
+    the end; paused trials resume from their rung checkpoint (each epoch reported and logged to W&B once)."""
+    from tests.search.test_faults import _check_wandb, _rows
+
+    env = _env(tmp_path)
+    spec = _spec(tmp_path, budget={"trials": 7, "max_epochs": 4, "pt_epochs": 2, "repeats": 2},
+                 scheduler={"type": "sh", "grace_period": 1, "reduction_factor": 3})
+    try:
+        proc = _cli("run", str(spec), "--storage", str(tmp_path / "exp"), env=env)
+    finally:
+        _ray_stop(env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exp = tmp_path / "exp" / "smoke"
+    _, study = _study(exp)
+    combos = sorted((t.params["strategy"], t.params.get("freeze", "")) for t in study.trials)
+    assert combos == sorted([("scratch", "")] + [(s, f) for s in ("finetune", "mpt")
+                                                 for f in ("all_unfrozen", "2b", "last_layer")]), combos
+    epochs, iterations = {}, {}
+    for d in (exp / "tune").glob("t*/"):
+        rows = [r for r in _rows(d / "result.json") if not r.get("final")]
+        es = [r["epoch"] for r in rows]
+        assert es == sorted(set(es)), (d.name, es)  # resumed from the rung checkpoint: no epoch twice
+        epochs[d.name] = max(es)
+        iterations[rows[0]["trial_id"]] = sorted(r["training_iteration"] for r in _rows(d / "result.json"))
+    assert sorted(epochs.values()) == [1, 1, 1, 1, 3, 3, 4], epochs  # 7 -> 3 at rung 1 -> 1 at rung 3
+    finals = [t for t in study.trials if t.user_attrs.get("finished")]
+    assert len(finals) == 1  # one survivor ran every epoch and both repeats
+    _check_wandb(exp, iterations)
+    from tlsearch.analysis.report import build_report
+
+    rep = build_report(exp)
+    c = rep.summary["compute"]
+    assert c["stopped_early"] == 6 and c["ft_trial_epochs"] == 4 * 1 + 2 * 3 + 4 * 2, c  # the survivor: 2 repeats

@@ -139,3 +139,22 @@ def test_every_strategy_family_is_tried_at_every_size_first():
     assert Counter(c["ft_size"] for c in configs) == {100: 6, 800: 6}
     late = Counter(c["strategy"] for c in configs[6:])
     assert late["finetune"] >= 3, late  # then TPE's: the best family (finetune in the formula) is chosen most
+
+
+def test_every_strategy_x_freeze_combination_is_tried_at_every_size_when_listed():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    combos = [{"strategy": "scratch"}] + [{"strategy": s, "freeze": f} for s in STRATEGIES[1:] for f in FREEZE]
+    tpe = optuna.samplers.TPESampler(seed=0, constant_liar=True, multivariate=True, group=True, n_startup_trials=2)
+    searcher = ResumableOptunaSearch(_space, metric="val_mae", mode="min", seed=0,
+                                     sampler=CycleSampler(tpe, "ft_size", SIZES, cover=combos))
+    n = len(combos) * len(SIZES)
+    configs = _drive(searcher, n + 2)
+    first = sorted((c["ft_size"], c["strategy"], c.get("freeze")) for c in configs[:n])
+    assert first == sorted((z, c["strategy"], c.get("freeze")) for z in SIZES for c in combos), first
+    assert [c["ft_size"] for c in configs[:4]] == [100, 800, 100, 800]
+
+
+def test_an_old_pickled_family_cover_still_works():
+    sampler = CycleSampler(optuna.samplers.RandomSampler(seed=0), "ft_size", SIZES, cover=("strategy", STRATEGIES))
+    sampler._cover = ("strategy", STRATEGIES)  # what a sampler pickled by an earlier tlsearch holds
+    assert sampler._items() == [{"strategy": s} for s in STRATEGIES]

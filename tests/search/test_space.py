@@ -281,3 +281,19 @@ def test_tpe_study_covers_the_space_and_every_trial_maps_to_a_train_config():
                 assert 2 <= len(cfg.pretrain.sources) <= 3 and spec.data.target not in cfg.pretrain.sources
     best = study.best_trial.params
     assert best["strategy"] == "finetune"  # the formula's optimum is found
+
+
+def test_strategy_cover_is_the_grid_when_each_size_has_room_for_it_else_the_families():
+    from tlsearch.search.runner import strategy_cover
+    from tlsearch.search.spec import IntRange, load_spec
+
+    # the quickstart: 14 trials over 2 sizes, 7 per size < 11 combinations
+    spec = load_spec(Path(__file__).resolve().parents[2] / "search_spaces" / "quickstart.yaml")
+    assert strategy_cover(spec) == [{"strategy": s} for s in ("scratch", "finetune", "mpt")]
+    grid = strategy_cover(spec.model_copy(update={"budget": spec.budget.model_copy(update={"trials": 22})}))
+    assert len(grid) == 11 and grid[0] == {"strategy": "scratch"}
+    assert {(c["strategy"], c["freeze"]) for c in grid[1:]} == {
+        (s, f) for s in ("finetune", "mpt") for f in ("all_unfrozen", "2b", "3b", "new_head", "last_layer")}
+    depth = spec.search.model_copy(update={"freeze_depth": IntRange(low=0, high=3)})
+    big = spec.model_copy(update={"search": depth, "budget": spec.budget.model_copy(update={"trials": 40})})
+    assert strategy_cover(big) == [{"strategy": s} for s in ("scratch", "finetune", "mpt")]  # no freeze list

@@ -96,8 +96,8 @@ def _mae(r: dict[str, Any]) -> str:
 
 def conclusion(target: str, size: str, best: dict[str, Any], scratch: dict[str, Any] | None,
                best_tl: dict[str, Any] | None, stopped_tl: dict[str, Any] | None = None) -> str:
-    """``stopped_tl``: transfer trials ASHA stopped at this size ({"n", "epochs", "val_mae"}), said when none
-    finished, so the reader learns why there is no comparison."""
+    """``stopped_tl``: transfer trials the scheduler (ASHA or successive halving) stopped at this size
+    ({"n", "epochs", "val_mae"}), said when none finished, so the reader learns why there is no comparison."""
     head = f"{short(target)}, {size} samples: "
     reps = f"{best['repeats']} repeat{'s' if best['repeats'] != 1 else ''}"
     if best["strategy"] != "scratch":
@@ -113,7 +113,8 @@ def conclusion(target: str, size: str, best: dict[str, Any], scratch: dict[str, 
         why = ""
         if stopped_tl and stopped_tl["n"]:
             n = stopped_tl["n"]
-            why = (f" ({n} {'was' if n == 1 else 'were'} stopped early by ASHA after {stopped_tl['epochs']} epochs, "
+            why = (f" ({n} {'was' if n == 1 else 'were'} stopped early by the scheduler after "
+                   f"{stopped_tl['epochs']} epochs, "
                    f"behind the trials recorded at that epoch; best validation MAE then {stopped_tl['val_mae']:.4g})")
         return (head + f"{describe(best)} is best (test MAE {_mae(best)}, {reps}); "
                 f"no transfer trial finished at this size{why}.")

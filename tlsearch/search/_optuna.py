@@ -105,36 +105,41 @@ class CycleSampler(BaseSampler):
     """``base`` (TPE) for every parameter except the condition ``name``, which cycles through ``choices`` in
     the order trials were asked (repeated suggestions answered from history do not count): the FT size is
     what the report compares at, so every size gets its share of trials instead of TPE drifting to the size
-    with the lowest (incomparable) validation error. With ``cover=(param, values)`` the first rounds of each
-    size take those values in turn (the strategy families: scratch, PT->FT, MPT), so every family is tried
-    at every size before TPE chooses: the report's per-family bests and its gain over scratch need a trial of
-    each, and a small budget would otherwise leave a family untried."""
+    with the lowest (incomparable) validation error. With ``cover`` the first rounds of each size take the
+    given values in turn, either ``(param, values)`` (the strategy families: scratch, PT->FT, MPT) or a list
+    of ``{param: value}`` dicts (every strategy x freeze combination), so each is tried at every size before
+    TPE chooses: the report's per-family bests and its gain over scratch need a trial of each, and a small
+    budget would otherwise leave one untried."""
 
     def __init__(self, base: BaseSampler, name: str, choices: Sequence[Any],
-                 cover: tuple[str, Sequence[Any]] | None = None) -> None:
+                 cover: tuple[str, Sequence[Any]] | Sequence[dict[str, Any]] | None = None) -> None:
         self._base, self._name, self._choices = base, name, list(choices)
-        self._cover = (cover[0], list(cover[1])) if cover and len(cover[1]) > 1 else None
+        self._cover = _cover_items(cover)
 
     def with_base(self, base: BaseSampler) -> CycleSampler:
-        return CycleSampler(base, self._name, self._choices, self._cover)
+        return CycleSampler(base, self._name, self._choices, self._items())
+
+    def _items(self) -> list[dict[str, Any]] | None:
+        return _cover_items(self._cover)  # a sampler pickled by an older tlsearch holds (param, values)
 
     @staticmethod
     def _slot(study: Any, trial: Any) -> int:
         return sum(1 for t in study.get_trials(deepcopy=False)
                    if t.number < trial.number and REUSED_ATTR not in t.user_attrs)
 
-    def _covered(self, study: Any, trial: Any) -> Any:
-        """The cover value this trial must take, or None once its size has had every value."""
-        if self._cover is None:
+    def _covered(self, study: Any, trial: Any) -> dict[str, Any] | None:
+        """The cover values this trial must take, or None once its size has had every item."""
+        items = self._items()
+        if items is None:
             return None
         rnd = self._slot(study, trial) // len(self._choices)
-        return self._cover[1][rnd] if rnd < len(self._cover[1]) else None
+        return items[rnd] if rnd < len(items) else None
 
     def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
         space = self._base.infer_relative_search_space(study, trial)
         space.pop(self._name, None)
-        if self._cover is not None and self._covered(study, trial) is not None:
-            space.pop(self._cover[0], None)
+        for param in self._covered(study, trial) or {}:
+            space.pop(param, None)
         return space
 
     def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
@@ -144,10 +149,9 @@ class CycleSampler(BaseSampler):
         if param_name == self._name:
             choices = getattr(param_distribution, "choices", self._choices)
             return choices[self._slot(study, trial) % len(choices)]
-        if self._cover is not None and param_name == self._cover[0]:
-            value = self._covered(study, trial)
-            if value is not None:
-                return value
+        covered = self._covered(study, trial) or {}
+        if param_name in covered:
+            return covered[param_name]
         return self._base.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: Any, trial: Any) -> None:
@@ -158,3 +162,9 @@ class CycleSampler(BaseSampler):
 
     def reseed_rng(self) -> None:
         self._base.reseed_rng()
+
+
+def _cover_items(cover: Any) -> list[dict[str, Any]] | None:
+    if isinstance(cover, tuple) and len(cover) == 2 and isinstance(cover[0], str):
+        cover = [{cover[0]: v} for v in cover[1]]
+    return [dict(c) for c in cover] if cover and len(cover) > 1 else None

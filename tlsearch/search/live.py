@@ -22,6 +22,7 @@ class LiveView(Callback):
         self.last: dict[str, dict[str, Any]] = {}
         self.best: tuple[float, str] | None = None
         self.live: Live | None = None
+        self.paused: frozenset[str] = frozenset()  # successive halving: waiting at a rung for the bracket
 
     # Ray pickles the run config (callbacks included) into the experiment state: keep the terminal out of it
     def __getstate__(self) -> dict[str, Any]:
@@ -38,12 +39,14 @@ class LiveView(Callback):
     def _render(self) -> Text:
         done = sum(1 for s in self.state.values() if s == "done")
         failed = sum(1 for s in self.state.values() if s == "failed")
-        running = sum(1 for s in self.state.values() if s == "running")
+        waiting = getattr(self, "paused", frozenset())  # absent in a view pickled by an older tlsearch
+        running = sum(1 for k, s in self.state.items() if s == "running" and k not in waiting)
+        paused = f", paused {len(waiting)}" if waiting else ""
         elapsed = time.time() - self.t0
         finished = done + failed
         eta = f"{(self.total - finished) * elapsed / finished / 60:.1f} min" if finished else "?"
         best = f"{self.best[0]:.4g} ({self.best[1]})" if self.best else "-"
-        return Text(f"trials {finished}/{self.total} (done {done}, running {running}, failed {failed})  "
+        return Text(f"trials {finished}/{self.total} (done {done}, running {running}{paused}, failed {failed})  "
                     f"best val MAE {best}  elapsed {elapsed / 60:.1f} min  ETA {eta}")
 
     def _update(self) -> None:
@@ -60,6 +63,12 @@ class LiveView(Callback):
         if value is not None and (self.best is None or value < self.best[0]):
             self.best = (float(value), trial.trial_id)
         self._update()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        paused = frozenset(t.trial_id for t in trials if t.status == "PAUSED")
+        if paused != getattr(self, "paused", frozenset()):
+            self.paused = paused
+            self._update()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.state[trial.trial_id] = "done"

@@ -15,10 +15,23 @@ from tlsearch.search import tracking
 from tlsearch.search.experiment import NOTE_ATTR, ORPHANED, TUNE_NAME, Experiment
 from tlsearch.search.live import LiveView
 from tlsearch.search.space import make_space
-from tlsearch.search.spec import ASHA, SearchSpec
+from tlsearch.search.spec import ASHA, SearchSpec, SuccessiveHalving
 from tlsearch.search.trainable import trainable
 
 METRIC, MODE = "val_mae", "min"
+
+
+def strategy_cover(spec: SearchSpec) -> list[dict[str, Any]]:
+    """What every FT size tries first: each strategy x freeze combination when that size's share of the budget
+    holds them all (the paper's grid: scratch + 5 freezes x PT->FT and MPT = 11), else each strategy family."""
+    s = spec.search
+    families = [{"strategy": st} for st in s.strategy]
+    if s.freeze_depth is not None or len(s.freeze) < 2:
+        return families
+    combos = [{"strategy": st} if st == "scratch" else {"strategy": st, "freeze": f}
+              for st in s.strategy for f in (s.freeze if st != "scratch" else [None])]
+    per_size = spec.budget.trials // len(s.ft_size)
+    return combos if len(combos) <= per_size else families
 
 
 def _quiet() -> None:
@@ -99,11 +112,8 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     import optuna
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
-    from ray.tune.schedulers import FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
 
     from tlsearch.search._optuna import CycleSampler, ResumableOptunaSearch
-    from tlsearch.search._scheduler import GroupedASHA
 
     # graphs and PT models live in the shared caches ($TLSEARCH_CACHE), so later studies reuse them
     paths = {k: v for k, v in {"cache_dir": os.environ.get("TLSEARCH_CACHE", "")}.items() if v}
@@ -121,28 +131,45 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     seed = spec.seed if spec.search_seed is None else spec.search_seed
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True,
                                          n_startup_trials=min(10, max(2, spec.budget.trials // 3)))
-    sizes, strategies = spec.search.ft_size, spec.search.strategy
-    if len(sizes) > 1 or len(strategies) > 1:
+    sizes, cover = spec.search.ft_size, strategy_cover(spec)
+    if len(sizes) > 1 or len(cover) > 1:
         # the FT size is a condition to compare at: every size gets its share of trials; and every strategy
-        # family gets a first trial at every size before TPE chooses
-        sampler = CycleSampler(sampler, "ft_size", sizes, cover=("strategy", strategies))
+        # (x freeze, when the budget allows) gets a first trial at every size before TPE chooses
+        sampler = CycleSampler(sampler, "ft_size", sizes, cover=cover)
     searcher = ResumableOptunaSearch(make_space(spec), metric=METRIC, mode=MODE, sampler=sampler,
                                      study_name=spec.name, storage=exp.optuna_storage(), seed=seed,
                                      max_trials=spec.budget.trials)
-    searcher = ConcurrencyLimiter(searcher, max_concurrent=res.max_concurrent)
-    if isinstance(spec.scheduler, ASHA):
-        # one ASHA per FT size (trials of different sizes have incomparable validation errors); max_t is one
-        # past the last epoch: a finished trial's summary comes at that iteration
-        scheduler = GroupedASHA("ft_size", sizes[0], max_t=spec.budget.max_epochs + 1,
-                                grace_period=spec.scheduler.grace_period,
-                                reduction_factor=spec.scheduler.reduction_factor, last_epoch=spec.budget.max_epochs)
-    else:
-        scheduler = FIFOScheduler()
+    searcher, scheduler = _scheduling(spec, searcher)
     tune_config = TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
                              num_samples=spec.budget.trials, time_budget_s=spec.budget.time_budget_s,
                              reuse_actors=True,  # a worker keeps torch, alignn and the datasets loaded
                              trial_dirname_creator=lambda t: f"t{t.trial_id[-5:]}")
     return Tuner(fn, tune_config=tune_config, run_config=run_config)
+
+
+def _scheduling(spec: SearchSpec, searcher: Any) -> tuple[Any, Any]:
+    """The concurrency-limited searcher and the trial scheduler: one ASHA or one successive-halving bracket
+    per FT size (trials of different sizes have incomparable validation errors), or plain FIFO."""
+    from ray.tune.schedulers import FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    from tlsearch.search._scheduler import GroupedASHA
+    from tlsearch.search._sh import GroupedSH, quotas, rungs
+
+    sizes, res, sch, epochs = spec.search.ft_size, spec.resources, spec.scheduler, spec.budget.max_epochs
+    if isinstance(sch, SuccessiveHalving):
+        # paused trials stay live for the limiter: the searcher may run a bracket ahead, and the scheduler
+        # itself keeps max_concurrent trials running
+        return (ConcurrencyLimiter(searcher, max_concurrent=res.max_concurrent + spec.budget.trials),
+                GroupedSH("ft_size", sizes[0], quotas(sizes, spec.budget.trials),
+                          rungs(sch.grace_period, sch.reduction_factor, epochs), sch.reduction_factor,
+                          res.max_concurrent))
+    searcher = ConcurrencyLimiter(searcher, max_concurrent=res.max_concurrent)
+    if isinstance(sch, ASHA):
+        # max_t is one past the last epoch: a finished trial's summary comes at that iteration
+        return searcher, GroupedASHA("ft_size", sizes[0], max_t=epochs + 1, grace_period=sch.grace_period,
+                                     reduction_factor=sch.reduction_factor, last_epoch=epochs)
+    return searcher, FIFOScheduler()
 
 
 def run_study(spec: SearchSpec, exp: Experiment, console: Console, address: str | None = None,

@@ -111,6 +111,14 @@ class ASHA(_Strict):
     reduction_factor: float = Field(3.0, gt=1)
 
 
+class SuccessiveHalving(_Strict):
+    """Synchronous successive halving per FT size: every trial of a size waits at each rung
+    (``grace_period * reduction_factor**i`` epochs) and the best ``1/reduction_factor`` go on (see _sh.py)."""
+    type: Literal["sh"]
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+
+
 class NoScheduler(_Strict):
     type: Literal["none"]
 
@@ -144,7 +152,7 @@ class SearchSpec(_Strict):
     graph: GraphSpec = GraphSpec()
     search: SearchDims = SearchDims()
     budget: Budget = Budget()
-    scheduler: Union[ASHA, NoScheduler] = Field(ASHA(), discriminator="type")
+    scheduler: Union[ASHA, SuccessiveHalving, NoScheduler] = Field(ASHA(), discriminator="type")
     resources: Resources = Resources()
     tracking: Tracking = Tracking()
     storage: str = "experiments"
@@ -180,7 +188,7 @@ class SearchSpec(_Strict):
         return ModelSpec(backend=self.search.architecture.backend)
 
 
-_BRANCHES = {"float", "int", "bool", "str", "FloatRange", "IntRange", "ASHA", "NoScheduler"}
+_BRANCHES = {"float", "int", "bool", "str", "FloatRange", "IntRange", "ASHA", "SuccessiveHalving", "NoScheduler"}
 
 
 def _is_branch(part: object) -> bool:
@@ -188,7 +196,7 @@ def _is_branch(part: object) -> bool:
     return p in _BRANCHES or "[" in p or p.startswith(("function-", "tagged-union"))
 
 
-_TAGS = {"scheduler": {"asha", "none"}}  # discriminated unions: pydantic puts the tag in the location
+_TAGS = {"scheduler": {"asha", "sh", "none"}}  # discriminated unions: pydantic puts the tag in the location
 
 
 def _loc(loc: tuple) -> str:

@@ -62,7 +62,7 @@ def study_rows(exp: Experiment) -> list[dict[str, Any]]:
             test_s = f"{test:.4g}" if test is not None else ""
         state = t.state.name.lower()
         if state == "complete" and r and not r.get("final"):
-            state = "stopped early"  # ASHA ended it; its last validation value stands
+            state = "stopped early"  # the scheduler ended it; its last validation value stands
         rows.append({"trial": t.number, "state": state, "strategy": strategy, "details": " ".join(detail),
                      "val": f"{value:.4g}" if value is not None else "", "value": value, "test": test_s,
                      "epochs": r.get("epochs_run", r.get("training_iteration", "")),

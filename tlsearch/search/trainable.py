@@ -126,7 +126,8 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
     from ray import tune
 
     from tlsearch.search.space import train_config
-    from tlsearch.search.spec import SearchSpec
+    from tlsearch.search._sh import rungs
+    from tlsearch.search.spec import SearchSpec, SuccessiveHalving
     from tlsearch.training import train_trial
 
     s = SearchSpec.model_validate(spec)
@@ -144,6 +145,9 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
     # checkpoint once `interval` s passed since the last one (or the start), and never spend more than ~5 % of
     # the time on them (a checkpoint that took c s waits >= 19 c); interval 0: every epoch
     interval, last_ckpt, ckpt_cost = s.resources.checkpoint_interval_s, time.monotonic(), 0.0
+    # successive halving pauses a trial at its rungs and resumes it from the checkpoint reported there
+    rung_epochs = set(rungs(s.scheduler.grace_period, s.scheduler.reduction_factor, s.budget.max_epochs)
+                      if isinstance(s.scheduler, SuccessiveHalving) else ())
     spent = {"report_seconds": 0.0, "checkpoint_seconds": 0.0}  # this attempt's per-epoch reporting cost
     out = tempfile.mkdtemp(prefix="tls-out-")  # the first repeat's model and predictions, for the report
     try:
@@ -161,7 +165,8 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
                 metrics["structures_per_s"].set(m.structures_per_s, tags={"trial": trial_id})
                 metrics["epochs"].inc()
                 if report_epochs:
-                    ckpt = interval == 0 or time.monotonic() - last_ckpt >= max(interval, 19 * ckpt_cost)
+                    ckpt = (interval == 0 or m.epoch in rung_epochs
+                            or time.monotonic() - last_ckpt >= max(interval, 19 * ckpt_cost))
                     pt = trainer.pretrain  # known from the first epoch: a trial stopped early still counts its PT
                     extra = {"pt_key": pt.key, "pt_epochs": pt.epochs, "pt_seconds": pt.pt_seconds,
                              "pt_store_hit": pt.store_hit} if pt is not None else {}

@@ -1,0 +1,97 @@
+"""Replay synchronous successive halving on the search-efficiency grid's own learning curves (no training).
+
+The grid of ``benchmarks/search_efficiency.py`` runs every configuration to the end and keeps each run's
+per-epoch validation MAE. Successive halving from ``grace`` epochs with factor ``eta`` over a size's 11
+configurations only ever looks at a prefix of the first repeat's curve, so its decisions, and the compute
+they cost, can be replayed exactly from those curves: at each rung (``grace * eta**i`` epochs, below the
+last) the best ``ceil(n / eta)`` by best validation MAE so far go on, the survivors of the last rung run
+every repeat, and the pick is the survivor with the best mean validation MAE (its test MAE is the grid's).
+This is what ``scheduler: {type: sh}`` does in a study (tlsearch/search/_sh.py), so the table shows how the
+benchmark's verdict depends on the two settings, not only at the one the benchmark runs.
+
+Usage: python benchmarks/sh_replay.py [--workdir DIR] (default /tmp/se_wd: search_efficiency.py's --workdir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+SETTINGS = [(1, 2), (1, 3), (1, 4), (2, 3), (3, 3), (5, 3)]
+
+
+def replay_cell(rows: list[dict[str, Any]], grace: int, eta: float, epochs: int, repeats: int) -> tuple[str, int]:
+    """(picked label, FT trial-epochs spent) for one (target, size): rows = the grid's configurations."""
+    alive = list(range(len(rows)))
+    rung, spent, prev = float(grace), 0, 0
+    while round(rung) < epochs and len(alive) > 1:
+        e = round(rung)
+        spent += len(alive) * (e - prev)
+        best = {i: min(rows[i]["curves"][0][:e]) for i in alive}
+        alive = sorted(alive, key=lambda i: (best[i], i))[:max(1, math.ceil(len(alive) / eta))]
+        prev, rung = e, rung * eta
+    spent += len(alive) * (epochs * repeats - prev)
+    pick = min(alive, key=lambda i: statistics.mean(rows[i]["val"]))
+    return rows[pick]["label"], spent
+
+
+def replay(grids: dict[str, dict[Any, Any]], epochs: int, repeats: int) -> list[str]:
+    """Table lines: per setting, compute fraction (PT included, as the benchmark counts it) and gaps."""
+    cells = ", ".join(f"{p} {z}" for p, g in grids.items() for z in g["sizes"])
+    lines = [f"replay of synchronous successive halving on the grid's curves (no training): grace, eta -> "
+             f"compute fraction, worst gap, gaps per cell ({cells})"]
+    for grace, eta in SETTINGS:
+        gaps, spent, total = [], 0, 0
+        for grid in grids.values():
+            total += grid["pt_epochs"] + sum(r["epochs"] for z in grid["sizes"] for r in grid[z]["rows"])
+            spent += grid["pt_epochs"]
+            for z in grid["sizes"]:
+                rows = grid[z]["rows"]
+                label, cost = replay_cell(rows, grace, eta, epochs, repeats)
+                spent += cost
+                best = min(rows, key=lambda r: statistics.mean(r["val"]))
+                test = {r["label"]: statistics.mean(r["test"]) for r in rows}
+                gaps.append(100 * (test[label] - test[best["label"]]) / test[best["label"]])
+        lines.append(f"  grace {grace} eta {eta}: compute {spent / total:.3f}, worst gap {max(gaps):+.1f} %  "
+                     f"({', '.join(f'{g:+.1f}' for g in gaps)})")
+    return lines
+
+
+def load_grids(work: Path, epochs: int, repeats: int) -> dict[str, dict[Any, Any]]:
+    """The grids kept in ``work`` (grid-<target>.jsonl), in run_grid's shape, or {} if a run has no curve."""
+    grids: dict[str, dict[Any, Any]] = {}
+    for log in sorted(work.glob("grid-*.jsonl")):
+        done = [json.loads(line) for line in log.read_text().splitlines()]
+        if not done or any(not d.get("curve") for d in done):
+            return {}
+        sizes = sorted({d["size"] for d in done})
+        g: dict[Any, Any] = {"sizes": sizes}
+        for z in sizes:
+            labels = list(dict.fromkeys(d["label"] for d in done if d["size"] == z))
+            g[z] = {"rows": []}
+            for lab in labels:
+                rs = sorted((d for d in done if d["size"] == z and d["label"] == lab), key=lambda d: d["repeat"])
+                g[z]["rows"].append({"label": lab, "val": [d["val"] for d in rs], "test": [d["test"] for d in rs],
+                                     "curves": [d["curve"] for d in rs], "epochs": sum(d["epochs"] for d in rs)})
+        g["pt_epochs"] = sum(e for e, _ in {d["pt"][0]: d["pt"][1:] for d in done if d["pt"]}.values())
+        grids[log.stem.removeprefix("grid-")] = g
+    return grids
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/se_wd"))
+    args = ap.parse_args()
+    settings = json.loads((args.workdir / "settings.json").read_text())
+    grids = load_grids(args.workdir, settings["epochs"], settings["repeats"])
+    if not grids:
+        raise SystemExit(f"{args.workdir}: no grid with per-epoch curves (run benchmarks/search_efficiency.py)")
+    print("\n".join(replay(grids, settings["epochs"], settings["repeats"])))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Synchronous successive halving per FT size (GroupedSH): pure rung/quota arithmetic, then real Ray Tune runs
+with a formula objective standing in for training (validation MAE = size offset + penalty, and one
+configuration that overfits after its first epoch)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from tlsearch.search._sh import _Bracket, quotas, rungs
+
+SIZES = [100, 800]
+OFFSET = {100: 10.0, 800: 1.0}
+PENALTIES = [0.1 * i for i in range(1, 12)]  # 11 configurations per size, the paper's grid size
+
+
+def test_rungs_are_geometric_and_below_the_last_epoch():
+    assert rungs(1, 3, 15) == [1, 3, 9]
+    assert rungs(5, 3, 15) == [5]
+    assert rungs(2, 2, 15) == [2, 4, 8]
+    assert rungs(1, 1.5, 6) == [1, 2, 3, 5]  # rounded, no repeats
+    assert rungs(15, 3, 15) == []  # nothing to halve: every trial runs to the end
+
+
+def test_quotas_follow_the_size_cycle():
+    assert quotas([100, 800], 22) == {"100": 11, "800": 11}
+    assert quotas([100, 800], 7) == {"100": 4, "800": 3}
+    assert quotas([10, 100, 800], 4) == {"10": 2, "100": 1, "800": 1}
+
+
+def test_bracket_halves_by_best_value_so_far_and_keeps_at_least_one():
+    b = _Bracket(5, [1, 3], 3.0)
+    for t in "abcde":
+        b.add(t)
+    assert not b.ready()
+    b.at_rung.update(a=0.5, b=0.1, c=0.3, d=0.2)
+    assert not b.ready()
+    b.at_rung["e"] = 0.4
+    assert b.ready() and b.full()
+    keep, drop = b.halve()
+    assert keep == ["b", "d"] and sorted(drop) == ["a", "c", "e"] and b.rung() == 3
+    b.at_rung.update(b=0.2, d=0.3)
+    assert b.halve() == (["b"], ["d"]) and b.rung() is None and b.stopped == 4
+
+
+def _formula_trainable(config: dict) -> None:
+    """Checkpoints every epoch (a paused trial resumes from it); records when it runs, to count concurrency."""
+    import tempfile as tf
+
+    from ray import tune
+    from ray.tune import Checkpoint
+
+    start = 1
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d, open(os.path.join(d, "s.json")) as fh:
+            start = json.load(fh)["epoch"] + 1
+    log = config["log"]
+    for epoch in range(start, 10):
+        t0 = time.time()
+        time.sleep(0.05)
+        # penalty 1.1 overfits: best of all at epoch 1, worst after; its best epoch is what it delivers, so
+        # best-so-far keeps it (ranking by the current epoch would drop it at rung 3)
+        p = config["penalty"]
+        val = OFFSET[config["ft_size"]] + ((0.05 if epoch == 1 else 2.0) if p > 1.0 else p * (1 + 1 / epoch))
+        with open(log, "a") as fh:
+            fh.write(json.dumps({"p": config["penalty"], "s": config["ft_size"], "e": epoch, "t0": t0,
+                                 "t1": time.time(), "pid": os.getpid()}) + "\n")
+        with tf.TemporaryDirectory() as d:
+            with open(os.path.join(d, "s.json"), "w") as fh:
+                json.dump({"epoch": epoch}, fh)
+            tune.report({"val_mae": val, "epoch": epoch}, checkpoint=Checkpoint.from_directory(d))
+    tune.report({"val_mae": OFFSET[config["ft_size"]] + config["penalty"], "final": True, "epoch": 10})
+
+
+def _check_grouped_sh(tmp: str, quota: int = 11) -> None:
+    """Run in a fresh process (Ray state of earlier in-process tests must not leak in)."""
+    from pathlib import Path
+
+    import ray
+    from ray import cloudpickle, tune
+
+    from tlsearch.search._sh import GroupedSH
+
+    tmp_path = Path(tmp)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
+             _temp_dir=str(tmp_path / "ray"))
+    log = str(tmp_path / "epochs.jsonl")
+    try:
+        # quota > 11: the brackets never fill (a searcher that ran out of configurations); once nothing runs,
+        # they are halved with what they have
+        sched = GroupedSH("ft_size", 100, quotas(SIZES, 2 * quota), rungs(1, 3, 9), 3.0, max_concurrent=2)
+        space = {"ft_size": tune.grid_search(SIZES), "penalty": tune.grid_search(PENALTIES[::-1]), "log": log}
+        tuner = tune.Tuner(
+            tune.with_resources(_formula_trainable, {"cpu": 1}), param_space=space,
+            tune_config=tune.TuneConfig(metric="val_mae", mode="min", scheduler=sched, reuse_actors=True),
+            run_config=tune.RunConfig(storage_path=str(tmp_path), name="sh", verbose=0))
+        results = tuner.fit()
+        assert len(results) == 22 and not results.errors, results.errors
+        final = {(r.config["ft_size"], round(r.config["penalty"], 1)) for r in results if r.metrics.get("final")}
+        assert final == {(s, p) for s in SIZES for p in (0.1, 1.1)}, final  # 11 -> 4 -> 2 per size
+        rows = [json.loads(line) for line in open(log)]
+        epochs = {}
+        for r in rows:
+            epochs.setdefault((r["s"], round(r["p"], 1)), []).append(r["e"])
+        for key, es in epochs.items():
+            assert es == sorted(set(es)), (key, es)  # resumed from the rung checkpoint: no epoch twice
+        per_size = {s: sorted(len(es) for (sz, _), es in epochs.items() if sz == s) for s in SIZES}
+        for s in SIZES:  # 7 trials stopped at rung 1, 2 at rung 3, 2 ran all 9 epochs
+            assert per_size[s] == [1] * 7 + [3] * 2 + [9] * 2, per_size
+        # at most max_concurrent trials train at any moment (4 CPUs would allow 4)
+        events = sorted([(r["t0"], 1) for r in rows] + [(r["t1"], -1) for r in rows])
+        live = peak = 0
+        for _, d in events:
+            live += d
+            peak = max(peak, live)
+        assert peak <= 2, peak
+        assert sched.stopped() == {"100": 9, "800": 9}, sched.stopped()
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("quota", [11, 13])
+def test_grouped_sh_waits_for_the_bracket_and_runs_the_best_to_the_end(quota):
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (f"import sys; sys.path.insert(0, {here!r}); import test_sh as t; "
+            f"t._check_grouped_sh(sys.argv[1], {quota})")
+    tmp = tempfile.mkdtemp(prefix="tlsh", dir="/tmp")  # short: Ray's socket paths are limited
+    proc = subprocess.run([sys.executable, "-c", code, tmp], env=dict(os.environ, RAY_AUTH_MODE="disabled"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
