@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from benchmarks.sh_replay import replay_cell
 
-from tlsearch.search._sh import rungs
+from tlsearch.search._sh_bracket import rungs
 
 
 def _row(label: str, curve: list[float], val: float) -> dict:

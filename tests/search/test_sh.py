@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tlsearch.search._sh import _Bracket, quotas, rungs
+from tlsearch.search._sh_bracket import _Bracket, quotas, rungs
 
 SIZES = [100, 800]
 OFFSET = {100: 10.0, 800: 1.0}
@@ -80,13 +80,26 @@ def _formula_trainable(config: dict) -> None:
 
 
 def _check_grouped_sh(tmp: str, quota: int = 11) -> None:
-    """Run in a fresh process (Ray state of earlier in-process tests must not leak in)."""
+    """Run in a fresh process (Ray state of earlier in-process tests must not leak in). 4 CPUs, so only the
+    limiter and the scheduler keep the study at max_concurrent=2."""
     from pathlib import Path
 
     import ray
     from ray import cloudpickle, tune
+    from ray.tune.search import Searcher
 
-    from tlsearch.search._sh import GroupedSH
+    from tlsearch.search._sh import GroupedSH, PauseAwareLimiter
+
+    class ListSearcher(Searcher):  # the configurations in order, like the sampler's cover
+        def __init__(self, configs: list[dict]) -> None:
+            super().__init__(metric="val_mae", mode="min")
+            self.configs = list(configs)
+
+        def suggest(self, trial_id: str) -> dict | str:
+            return self.configs.pop(0) if self.configs else Searcher.FINISHED
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            pass
 
     tmp_path = Path(tmp)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -97,10 +110,12 @@ def _check_grouped_sh(tmp: str, quota: int = 11) -> None:
         # quota > 11: the brackets never fill (a searcher that ran out of configurations); once nothing runs,
         # they are halved with what they have
         sched = GroupedSH("ft_size", 100, quotas(SIZES, 2 * quota), rungs(1, 3, 9), 3.0, max_concurrent=2)
-        space = {"ft_size": tune.grid_search(SIZES), "penalty": tune.grid_search(PENALTIES[::-1]), "log": log}
+        configs = [{"ft_size": s, "penalty": p, "log": log} for p in PENALTIES[::-1] for s in SIZES]
         tuner = tune.Tuner(
-            tune.with_resources(_formula_trainable, {"cpu": 1}), param_space=space,
-            tune_config=tune.TuneConfig(metric="val_mae", mode="min", scheduler=sched, reuse_actors=True),
+            tune.with_resources(_formula_trainable, {"cpu": 1}),
+            tune_config=tune.TuneConfig(metric="val_mae", mode="min", scheduler=sched, num_samples=len(configs),
+                                        search_alg=PauseAwareLimiter(ListSearcher(configs), 2, sched),
+                                        reuse_actors=True),
             run_config=tune.RunConfig(storage_path=str(tmp_path), name="sh", verbose=0))
         results = tuner.fit()
         assert len(results) == 22 and not results.errors, results.errors

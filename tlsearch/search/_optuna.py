@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tlsearch.search.experiment import FINAL_ATTR, NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, REUSED_ATTR
+from tlsearch.search.experiment import FINAL_ATTR, NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, REPLANNED_ATTR, REUSED_ATTR
 
 TPE_TRIES = 3  # repeated suggestions answered from history before the next asks sample at random
 MAX_TRIES = 12  # then the repeat runs (the space is exhausted, or nearly)
@@ -46,7 +46,19 @@ class ResumableOptunaSearch(OptunaSearch):
                    and t.user_attrs.get(NOTE_ATTR) != ORPHANED
                    and (t.state != TrialState.RUNNING or t.user_attrs[RAY_TRIAL_ATTR] in live))
 
+    def _replan_orphans(self) -> None:
+        """A trial a dead driver left running that the restored Tune does not know (it started after Tune's
+        last snapshot) is planned again with the same configuration (Optuna's queue), so that the strategy
+        cover and successive halving's bracket get that configuration back, not a new TPE draw."""
+        live = {t.user_attrs.get(RAY_TRIAL_ATTR) for t in self._ot_trials.values()}
+        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get(RAY_TRIAL_ATTR, None) not in live | {None} and REPLANNED_ATTR not in t.user_attrs:
+                self._ot_study._storage.set_trial_user_attr(t._trial_id, REPLANNED_ATTR, True)
+                self._ot_study.enqueue_trial(t.params, skip_if_exists=False)
+
     def suggest(self, trial_id: str) -> dict | str | None:
+        if trial_id not in self._ot_trials:
+            self._replan_orphans()
         budget = getattr(self, "_max_trials", None)  # None in a searcher pickled by an older tlsearch
         if budget is not None and trial_id not in self._ot_trials and self._used() >= budget:
             return Searcher.FINISHED
@@ -124,8 +136,11 @@ class CycleSampler(BaseSampler):
 
     @staticmethod
     def _slot(study: Any, trial: Any) -> int:
+        """Trials asked before this one, without answers from history and orphans planned again (their
+        replacement holds their slot)."""
         return sum(1 for t in study.get_trials(deepcopy=False)
-                   if t.number < trial.number and REUSED_ATTR not in t.user_attrs)
+                   if t.number < trial.number and REUSED_ATTR not in t.user_attrs
+                   and REPLANNED_ATTR not in t.user_attrs)
 
     def _covered(self, study: Any, trial: Any) -> dict[str, Any] | None:
         """The cover values this trial must take, or None once its size has had every item."""

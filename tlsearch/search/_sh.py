@@ -10,78 +10,35 @@ its best epoch). Rungs sit at ``grace_period * eta**i`` epochs of the first repe
 the survivors of the last rung run every repeat. One bracket per FT size, sized to that size's share of the
 trial budget (trials of different sizes have incomparable validation errors).
 
-The scheduler also keeps the number of running trials at ``max_concurrent``: paused trials still count as
-live for the searcher's concurrency limit, so the runner lets the searcher run ahead by one bracket and this
-scheduler starts at most ``max_concurrent`` trials at a time.
+Concurrency: Ray's ConcurrencyLimiter counts a paused trial as live, so a bracket would stall once
+``max_concurrent`` trials wait at a rung; ``PauseAwareLimiter`` leaves out the trials waiting at a rung, and
+the scheduler resumes a paused trial only while fewer than ``max_concurrent`` run or are about to.
+
+Tune does not keep a scheduler's state across a driver crash (``resume`` starts from the scheduler as it was
+created), so the brackets are written to ``state_path`` (JSON, in the experiment directory) whenever they
+change and read back on the first call after a resume: trials waiting at a rung keep waiting, trials the
+bracket had stopped (shown as unfinished by an older Tune snapshot) are stopped again.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import pickle
+import os
 from typing import Any
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import ConcurrencyLimiter, Searcher
 
+from tlsearch.search._sh_bracket import _Bracket, quotas, rungs
 
-def rungs(grace_period: int, eta: float, max_epochs: int) -> list[int]:
-    """Rung epochs: grace_period * eta**i below the last epoch (a finished trial's summary comes after it)."""
-    out, e = [], float(grace_period)
-    while round(e) < max_epochs:
-        if not out or round(e) > out[-1]:
-            out.append(round(e))
-        e *= eta
-    return out
-
-
-def quotas(sizes: list[Any], trials: int) -> dict[str, int]:
-    """Each FT size's share of the trial budget, as the FT-size cycle hands them out (first sizes first)."""
-    n = len(sizes)
-    return {str(s): trials // n + (1 if j < trials % n else 0) for j, s in enumerate(sizes)}
-
-
-class _Bracket:
-    def __init__(self, capacity: int, rung_epochs: list[int], eta: float) -> None:
-        self.capacity, self.rungs, self.eta = capacity, list(rung_epochs), eta
-        self.members: list[str] = []
-        self.alive: set[str] = set()
-        self.best: dict[str, float] = {}  # best validation MAE so far
-        self.at_rung: dict[str, float] = {}  # trials waiting at the current rung, with their value there
-        self.k = 0  # current rung
-        self.go: set[str] = set()  # paused trials cleared to go on
-        self.stopped = 0
-
-    def add(self, trial_id: str) -> None:
-        self.members.append(trial_id)
-        self.alive.add(trial_id)
-
-    def rung(self) -> int | None:
-        return self.rungs[self.k] if self.k < len(self.rungs) else None
-
-    def full(self) -> bool:
-        return len(self.members) >= self.capacity
-
-    def ready(self) -> bool:
-        return self.rung() is not None and bool(self.alive) and all(t in self.at_rung for t in self.alive)
-
-    def halve(self) -> tuple[list[str], list[str]]:
-        ranked = sorted(self.alive, key=lambda t: (self.at_rung[t], self.members.index(t)))
-        n_keep = max(1, math.ceil(len(ranked) / self.eta))
-        keep, drop = ranked[:n_keep], ranked[n_keep:]
-        self.alive, self.at_rung, self.k = set(keep), {}, self.k + 1
-        self.stopped += len(drop)
-        return keep, drop
-
-    def remove(self, trial_id: str) -> None:
-        self.alive.discard(trial_id)
-        self.at_rung.pop(trial_id, None)
-        self.go.discard(trial_id)
+__all__ = ["GroupedSH", "PauseAwareLimiter", "quotas", "rungs"]
 
 
 class GroupedSH(FIFOScheduler):
     def __init__(self, group_key: str, default_group: Any, quotas: dict[str, int], rung_epochs: list[int],
-                 eta: float, max_concurrent: int) -> None:
+                 eta: float, max_concurrent: int, state_path: str | None = None) -> None:
         super().__init__()
         self._group_key, self._default = group_key, default_group
         self._quotas, self._rungs, self._eta = dict(quotas), list(rung_epochs), eta
@@ -90,6 +47,7 @@ class GroupedSH(FIFOScheduler):
         self._of_trial: dict[str, _Bracket] = {}
         self._rank_by: str = "val_mae"
         self._synced: set[str] = set()
+        self._state_path, self._loaded, self._reconciled = state_path, False, True
 
     def group_of(self, trial: Any) -> str:
         return str(trial.config.get(self._group_key, self._default))
@@ -111,15 +69,55 @@ class GroupedSH(FIFOScheduler):
             b.add(trial.trial_id)
         return b
 
+    def relocate(self, state_path: str) -> None:
+        """Where the state file is now (a resumed experiment directory may have moved)."""
+        self._state_path, self._loaded, self._reconciled = state_path, False, True
+
+    def _ensure_loaded(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            if self._state_path and os.path.exists(self._state_path):
+                self.restore(self._state_path)
+
+    def _persist(self) -> None:
+        if self._state_path:
+            self.save(self._state_path + ".tmp")
+            os.replace(self._state_path + ".tmp", self._state_path)
+
+    def _reconcile(self, tune_controller: Any) -> None:
+        """After a resume: a member Tune does not know (it started after Tune's last snapshot; the searcher
+        plans its configuration again) leaves its bracket, so its replacement can take the place."""
+        if self._reconciled:
+            return
+        self._reconciled = True
+        known = {t.trial_id for t in tune_controller.get_trials()}
+        for bs in self._brackets.values():
+            for b in bs:
+                for tid in [m for m in b.members if m not in known]:
+                    b.members.remove(tid)
+                    b.remove(tid)
+                    b.best.pop(tid, None)
+                    self._of_trial.pop(tid, None)
+
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
-        self._bracket(trial)
+        self._ensure_loaded()
+        known = trial.trial_id in self._of_trial
+        if not known and trial.status not in (Trial.TERMINATED, Trial.ERROR):
+            self._reconcile(tune_controller)  # a new trial: Tune has added every restored one by now
+        b = self._bracket(trial)
+        if not known and trial.status in (Trial.TERMINATED, Trial.ERROR):  # ended before the state was written
+            b.remove(trial.trial_id)
+        self._persist()
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        self._ensure_loaded()
         b = self._bracket(trial)
         b.go.discard(trial.trial_id)
         self._synced.discard(trial.trial_id)
-        if result.get("final") or trial.trial_id not in b.alive:
+        if result.get("final") or trial.trial_id in b.done:
             return TrialScheduler.CONTINUE
+        if trial.trial_id not in b.alive:  # its bracket stopped it (a resumed driver started it again)
+            return TrialScheduler.STOP
         value = result.get(self._rank_by)
         value = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.inf
         b.best[trial.trial_id] = min(b.best.get(trial.trial_id, math.inf), value)
@@ -128,7 +126,9 @@ class GroupedSH(FIFOScheduler):
         if rung is None or epoch < rung:
             return TrialScheduler.CONTINUE
         b.at_rung[trial.trial_id] = b.best[trial.trial_id]
-        return self._process(tune_controller, b, trial) or TrialScheduler.PAUSE
+        action = self._process(tune_controller, b, trial) or TrialScheduler.PAUSE
+        self._persist()
+        return action
 
     def _process(self, tune_controller: Any, b: _Bracket, current: Any = None, force: bool = False) -> str | None:
         """Halve the bracket if every live trial is at its rung (and the bracket is full, or ``force``); the
@@ -142,8 +142,8 @@ class GroupedSH(FIFOScheduler):
             t = by_id.get(tid)
             if current is not None and tid == current.trial_id:
                 action = TrialScheduler.STOP
-            elif t is not None and (t.status in (Trial.PAUSED, Trial.PENDING) or getattr(t, "is_saving", False)):
-                tune_controller.stop_trial(t)
+            elif t is not None and t.status in (Trial.PAUSED, Trial.PENDING, Trial.RUNNING):
+                tune_controller.stop_trial(t)  # running: Tune started it after a resume, before its rung
         for tid in keep:
             if current is not None and tid == current.trial_id:
                 action = TrialScheduler.CONTINUE
@@ -152,13 +152,19 @@ class GroupedSH(FIFOScheduler):
         return action
 
     def _remove(self, tune_controller: Any, trial: Any) -> None:
+        self._ensure_loaded()
         b = self._of_trial.get(trial.trial_id)
         if b is None:
             return
         b.remove(trial.trial_id)
         self._process(tune_controller, b)
+        self._persist()
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        self._ensure_loaded()
+        b = self._of_trial.get(trial.trial_id)
+        if b is not None and trial.trial_id in b.alive:
+            b.done.add(trial.trial_id)
         self._remove(tune_controller, trial)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
@@ -171,10 +177,23 @@ class GroupedSH(FIFOScheduler):
         b = self._of_trial.get(trial.trial_id)
         return b is not None and trial.trial_id in b.at_rung
 
+    def waiting_ids(self) -> set[str]:
+        """Trials waiting at a rung for their bracket (they hold no CPU/GPU)."""
+        self._ensure_loaded()
+        return {t for bs in self._brackets.values() for b in bs for t in b.at_rung}
+
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        self._ensure_loaded()
+        self._reconcile(tune_controller)
         trials = tune_controller.get_trials()
+        for t in trials:  # after a resume: a trial its bracket stopped, shown unfinished by an older snapshot
+            b = self._of_trial.get(t.trial_id)
+            if (b is not None and t.status in (Trial.PENDING, Trial.PAUSED) and t.trial_id not in b.alive
+                    and t.trial_id not in b.done):
+                tune_controller.stop_trial(t)
         running = sum(1 for t in trials if t.status == Trial.RUNNING and not getattr(t, "is_saving", False))
-        if running >= self._max_concurrent:
+        starting = sum(1 for t in trials if t.status == Trial.PENDING and not self._waiting(t))  # Tune starts them
+        if running + starting >= self._max_concurrent:
             return None
         for t in trials:  # survivors first: they finish the bracket
             b = self._of_trial.get(t.trial_id)
@@ -190,6 +209,7 @@ class GroupedSH(FIFOScheduler):
                 for b in brackets:
                     if b.ready() and not b.full():
                         self._process(tune_controller, b, force=True)
+                        self._persist()
                         for t in trials:
                             if t.status in (Trial.PAUSED, Trial.PENDING) and t.trial_id in b.go:
                                 return self._resumable(tune_controller, t)
@@ -212,10 +232,42 @@ class GroupedSH(FIFOScheduler):
             f"{k}: {n} stopped" for k, n in self.stopped().items())
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as fh:
-            pickle.dump(self.__dict__, fh)
+        with open(checkpoint_path, "w") as fh:
+            json.dump({g: [b.to_dict() for b in bs] for g, bs in self._brackets.items()}, fh)
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as fh:
-            self.__dict__.update(pickle.load(fh))
+        with open(checkpoint_path) as fh:
+            data = json.load(fh)
+        self._brackets = {g: [_Bracket.from_dict(d) for d in bs] for g, bs in data.items()}
+        self._of_trial = {t: b for bs in self._brackets.values() for b in bs for t in b.members}
+        self._reconciled = False
         self._synced = set()  # a restored driver syncs before every resume again
+
+
+class PauseAwareLimiter(ConcurrencyLimiter):
+    """ConcurrencyLimiter that does not count trials waiting at a rung of ``scheduler`` (paused, no CPU/GPU):
+    otherwise a bracket larger than ``max_concurrent`` would never fill."""
+
+    def __init__(self, searcher: Searcher, max_concurrent: int, scheduler: GroupedSH) -> None:
+        super().__init__(searcher, max_concurrent=max_concurrent)
+        self._scheduler = scheduler
+
+    def get_state(self) -> dict:  # the scheduler is the live one, never a copy from a saved state
+        scheduler = self.__dict__.pop("_scheduler", None)
+        try:
+            return super().get_state()
+        finally:
+            self._scheduler = scheduler
+
+    def set_state(self, state: dict) -> None:
+        super().set_state({k: v for k, v in state.items() if k != "_scheduler"})
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        waiting = self._scheduler.waiting_ids() if getattr(self, "_scheduler", None) is not None else set()
+        if len(self.live_trials - waiting) >= self.max_concurrent:
+            return None
+        suggestion = self.searcher.suggest(trial_id)
+        if suggestion not in (None, Searcher.FINISHED):
+            self.live_trials.add(trial_id)
+            self.num_unfinished_live_trials += 1
+        return suggestion

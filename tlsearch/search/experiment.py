@@ -24,6 +24,7 @@ FINAL_ATTR = "finished"  # Optuna user attribute: the trial ran all its epochs a
 NOTE_ATTR = "tlsearch_note"  # Optuna user attribute: why a trial ended as it did
 ORPHANED = "orphaned by a driver crash; re-planned"  # the note of a trial a dead driver left RUNNING
 REUSED_ATTR = "reused_from"  # Optuna user attribute: a repeated suggestion answered by this earlier trial
+REPLANNED_ATTR = "replanned"  # Optuna user attribute: an orphan whose configuration was queued again on resume
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from tlsearch.search.spec import ASHA, SearchSpec, SuccessiveHalving
 from tlsearch.search.trainable import trainable
 
 METRIC, MODE = "val_mae", "min"
+SH_STATE = "sh_state.json"  # successive halving's brackets, in the experiment directory
 
 
 def strategy_cover(spec: SearchSpec) -> list[dict[str, Any]]:
@@ -121,7 +122,11 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     res = spec.resources
     fn = tune.with_resources(fn, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
     if restore:  # the run config (callbacks included) and the searcher come back from the experiment state
-        return Tuner.restore(str(exp.tune_dir), trainable=fn, resume_errored=True)
+        tuner = Tuner.restore(str(exp.tune_dir), trainable=fn, resume_errored=True)
+        scheduler = getattr(getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None), "scheduler", None)
+        if hasattr(scheduler, "relocate"):  # the experiment directory may have moved since it was created
+            scheduler.relocate(str(exp.root / SH_STATE))
+        return tuner
     callbacks = [*tracking.callbacks(spec, exp, console), LiveView(spec.budget.trials, METRIC, console)]
     run_config = RunConfig(
         name=TUNE_NAME, storage_path=str(exp.root), verbose=0, callbacks=callbacks,
@@ -139,7 +144,7 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     searcher = ResumableOptunaSearch(make_space(spec), metric=METRIC, mode=MODE, sampler=sampler,
                                      study_name=spec.name, storage=exp.optuna_storage(), seed=seed,
                                      max_trials=spec.budget.trials)
-    searcher, scheduler = _scheduling(spec, searcher)
+    searcher, scheduler = _scheduling(spec, searcher, exp.root / SH_STATE)
     tune_config = TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
                              num_samples=spec.budget.trials, time_budget_s=spec.budget.time_budget_s,
                              reuse_actors=True,  # a worker keeps torch, alignn and the datasets loaded
@@ -147,23 +152,22 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     return Tuner(fn, tune_config=tune_config, run_config=run_config)
 
 
-def _scheduling(spec: SearchSpec, searcher: Any) -> tuple[Any, Any]:
+def _scheduling(spec: SearchSpec, searcher: Any, state_path: Path) -> tuple[Any, Any]:
     """The concurrency-limited searcher and the trial scheduler: one ASHA or one successive-halving bracket
-    per FT size (trials of different sizes have incomparable validation errors), or plain FIFO."""
+    per FT size (trials of different sizes have incomparable validation errors), or plain FIFO. Successive
+    halving keeps its brackets in ``state_path`` (Tune does not restore a scheduler's state on resume)."""
     from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
     from tlsearch.search._scheduler import GroupedASHA
-    from tlsearch.search._sh import GroupedSH, quotas, rungs
+    from tlsearch.search._sh import GroupedSH, PauseAwareLimiter, quotas, rungs
 
     sizes, res, sch, epochs = spec.search.ft_size, spec.resources, spec.scheduler, spec.budget.max_epochs
     if isinstance(sch, SuccessiveHalving):
-        # paused trials stay live for the limiter: the searcher may run a bracket ahead, and the scheduler
-        # itself keeps max_concurrent trials running
-        return (ConcurrencyLimiter(searcher, max_concurrent=res.max_concurrent + spec.budget.trials),
-                GroupedSH("ft_size", sizes[0], quotas(sizes, spec.budget.trials),
-                          rungs(sch.grace_period, sch.reduction_factor, epochs), sch.reduction_factor,
-                          res.max_concurrent))
+        scheduler = GroupedSH("ft_size", sizes[0], quotas(sizes, spec.budget.trials),
+                              rungs(sch.grace_period, sch.reduction_factor, epochs), sch.reduction_factor,
+                              res.max_concurrent, state_path=str(state_path))
+        return PauseAwareLimiter(searcher, res.max_concurrent, scheduler), scheduler
     searcher = ConcurrencyLimiter(searcher, max_concurrent=res.max_concurrent)
     if isinstance(sch, ASHA):
         # max_t is one past the last epoch: a finished trial's summary comes at that iteration

@@ -126,7 +126,7 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
     from ray import tune
 
     from tlsearch.search.space import train_config
-    from tlsearch.search._sh import rungs
+    from tlsearch.search._sh_bracket import rungs
     from tlsearch.search.spec import SearchSpec, SuccessiveHalving
     from tlsearch.training import train_trial
 

@@ -1,0 +1,74 @@
+"""Successive halving's pure parts (no Ray): rung epochs, each FT size's share of the budget, and one
+bracket's bookkeeping (who is alive, who waits at the current rung with what value, who may go on)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def rungs(grace_period: int, eta: float, max_epochs: int) -> list[int]:
+    """Rung epochs: grace_period * eta**i below the last epoch (a finished trial's summary comes after it)."""
+    out, e = [], float(grace_period)
+    while round(e) < max_epochs:
+        if not out or round(e) > out[-1]:
+            out.append(round(e))
+        e *= eta
+    return out
+
+
+def quotas(sizes: list[Any], trials: int) -> dict[str, int]:
+    """Each FT size's share of the trial budget, as the FT-size cycle hands them out (first sizes first)."""
+    n = len(sizes)
+    return {str(s): trials // n + (1 if j < trials % n else 0) for j, s in enumerate(sizes)}
+
+
+class _Bracket:
+    def __init__(self, capacity: int, rung_epochs: list[int], eta: float) -> None:
+        self.capacity, self.rungs, self.eta = capacity, list(rung_epochs), eta
+        self.members: list[str] = []
+        self.alive: set[str] = set()
+        self.best: dict[str, float] = {}  # best validation MAE so far
+        self.at_rung: dict[str, float] = {}  # trials waiting at the current rung, with their value there
+        self.k = 0  # current rung
+        self.go: set[str] = set()  # paused trials cleared to go on
+        self.done: set[str] = set()  # completed (not stopped): rerun from their checkpoint if a resume asks
+        self.stopped = 0
+
+    def add(self, trial_id: str) -> None:
+        self.members.append(trial_id)
+        self.alive.add(trial_id)
+
+    def rung(self) -> int | None:
+        return self.rungs[self.k] if self.k < len(self.rungs) else None
+
+    def full(self) -> bool:
+        return len(self.members) >= self.capacity
+
+    def ready(self) -> bool:
+        return self.rung() is not None and bool(self.alive) and all(t in self.at_rung for t in self.alive)
+
+    def halve(self) -> tuple[list[str], list[str]]:
+        ranked = sorted(self.alive, key=lambda t: (self.at_rung[t], self.members.index(t)))
+        n_keep = max(1, math.ceil(len(ranked) / self.eta))
+        keep, drop = ranked[:n_keep], ranked[n_keep:]
+        self.alive, self.at_rung, self.k = set(keep), {}, self.k + 1
+        self.stopped += len(drop)
+        return keep, drop
+
+    def remove(self, trial_id: str) -> None:
+        self.alive.discard(trial_id)
+        self.at_rung.pop(trial_id, None)
+        self.go.discard(trial_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"capacity": self.capacity, "rungs": self.rungs, "eta": self.eta, "members": self.members,
+                "alive": sorted(self.alive), "best": self.best, "at_rung": self.at_rung, "k": self.k,
+                "go": sorted(self.go), "done": sorted(self.done), "stopped": self.stopped}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> _Bracket:
+        b = cls(d["capacity"], d["rungs"], d["eta"])
+        b.members, b.alive, b.best, b.at_rung = list(d["members"]), set(d["alive"]), dict(d["best"]), dict(d["at_rung"])
+        b.k, b.go, b.done, b.stopped = d["k"], set(d["go"]), set(d["done"]), d["stopped"]
+        return b
