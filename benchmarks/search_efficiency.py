@@ -19,16 +19,21 @@ Sides:
   (target, size) the configuration with the best mean validation MAE is selected; its mean +/- std test
   MAE over repeats is reported.
 - search: ``tlsearch.search.runner.run_study`` per target on a fresh local Ray (Tuner + OptunaSearch TPE +
-  the FT-size cycling sampler + ASHA per FT size with the quickstart's grace period 5 and reduction factor
-  3; 1 CPU per trial, 2 concurrent; W&B disabled) with ``--trials`` trials per target over both sizes (6: 8
-  spent 29 % of the grid's compute in the first full run, and a finished trial costs 45 of the grid's 495
-  epochs per size), then ``tlsearch.analysis.build_report``: per size the reported best (selected by
-  validation MAE) and its test MAE. One search per ``--search-seeds`` seed (spec ``search_seed``: the TPE
-  sampler's seed only; data draws and model initialisations stay the grid's), so the verdict is not one
-  lucky draw: the mean compute fraction over seeds and the worst gap over seeds and cells.
+  the FT-size cycling sampler; 1 CPU per trial, 2 concurrent; W&B disabled), then
+  ``tlsearch.analysis.build_report``: per size the reported best (selected by validation MAE) and its test
+  MAE. ``--scheduler sh`` (default): synchronous successive halving per FT size from 1 epoch with factor 3
+  (rungs at 1, 3 and 9 epochs of the first repeat: 11 -> 4 -> 2 -> 1) and 22 trials per target, so each
+  size's share holds the whole strategy x freeze grid and the sampler tries each combination once (the grid,
+  screened instead of run in full). ``--scheduler asha``: the quickstart's ASHA (grace 5, factor 3) with
+  ``--trials`` 6 (one trial per strategy family and size; the numbers of the previous version). One search
+  per ``--search-seeds`` seed (spec ``search_seed``: the TPE sampler's seed only; data draws and model
+  initialisations stay the grid's); with sh every trial is a covered grid cell, so the seed changes nothing
+  and the seeds check that the search repeats itself. The verdict: the mean compute fraction over seeds and
+  the worst gap over seeds and cells. Then a replay of successive halving at other (grace, factor) settings
+  on the grid's own per-epoch curves (``benchmarks/sh_replay.py``; no training).
 
 Compute = trial-epochs: FT epochs of every run and repeat (search: ``epochs_run`` of trials.parquet, which
-counts the epochs ASHA let a stopped trial run) + PT epochs once per distinct PT model. Each side pays for
+counts the epochs the scheduler let a stopped trial run) + PT epochs once per distinct PT model. Each side pays for
 its own PT: the grid's PT store is its own directory (PT epochs counted from ``result.pretrain``, once per
 key); the search's is ``$TLSEARCH_CACHE/pretrained``, emptied before each study, and its PT epochs are read
 from the models in it afterwards (the report's own count, from the PT keys the trials report with their
@@ -39,7 +44,7 @@ never PT models, from an existing cache). A second measure weights each epoch by
 picks up where it stopped: finished grid runs and finished studies are kept there and not run again.
 
 Target (issue 6, 5a): the search's best test MAE within 5 % of the grid's at <= 20 % of its compute.
-Usage: python benchmarks/search_efficiency.py [--targets n eij_max] [--sizes 100 800] [--trials 6]
+Usage: python benchmarks/search_efficiency.py [--targets n eij_max] [--sizes 100 800] [--scheduler sh] [--trials 22]
        [--search-seeds 0 1 2] [--epochs 15] [--repeats 3] [--jobs 2] [--quick] [--keep] [--data-cache DIR] [--workdir DIR]
 Last lines: RATIO <name>=<value>.
 """
@@ -73,7 +78,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_spec(prop: str, sizes: list[int], trials: int, epochs: int, repeats: int, search_seed: int = 0) -> Any:
+def make_spec(prop: str, sizes: list[int], trials: int, epochs: int, repeats: int, search_seed: int = 0,
+              scheduler: str = "sh") -> Any:
     import yaml
 
     from tlsearch.search.spec import spec_from_dict
@@ -89,6 +95,8 @@ def make_spec(prop: str, sizes: list[int], trials: int, epochs: int, repeats: in
     grace = max(1, round(data["scheduler"]["grace_period"] * epochs / q["max_epochs"]))
     data["budget"] = {**q, "trials": trials, "max_epochs": epochs, "repeats": repeats}
     data["scheduler"]["grace_period"] = grace
+    if scheduler == "sh":  # successive halving from one epoch, keeping the best third at each rung
+        data["scheduler"] = {"type": "sh", "grace_period": 1, "reduction_factor": 3}
     return spec_from_dict(data, where="benchmarks/search_efficiency.py spec")
 
 
@@ -132,7 +140,7 @@ def _grid_run(spec_json: dict[str, Any], params: dict[str, Any], repeat: int, ca
     res = train_trial(cfg.model_copy(update={"threads": 1}))
     pt = res.pretrain
     return {"val": res.val["mae"], "test": res.test["mae"], "epochs": len(res.history), "n_train": res.n_train,
-            "pt": (pt.key, pt.epochs, pt.n_train) if pt else None}
+            "pt": (pt.key, pt.epochs, pt.n_train) if pt else None, "curve": [m.val_mae for m in res.history]}
 
 
 def run_grid(spec: Any, work: Path, jobs: int) -> dict[str, Any]:
@@ -170,6 +178,7 @@ def run_grid(spec: Any, work: Path, jobs: int) -> dict[str, Any]:
     for z, _, lab in grid:
         rs = [done[(z, lab, i)] for i in range(reps)]
         out[z]["rows"].append({"label": lab, "val": [d["val"] for d in rs], "test": [d["test"] for d in rs],
+                               "curves": [d.get("curve") for d in rs],
                                "epochs": sum(d["epochs"] for d in rs),
                                "sepochs": sum(d["epochs"] * d["n_train"] for d in rs), "n_train": rs[0]["n_train"]})
     for z in spec.search.ft_size:
@@ -191,7 +200,8 @@ def run_search(spec: Any, work: Path, n_train: dict[int, int]) -> dict[str, Any]
     from tlsearch.search import runner
     from tlsearch.search.experiment import Experiment
 
-    saved = work / f"search-{spec.data.target.property}-t{spec.budget.trials}-s{spec.search_seed}.json"
+    tag = "" if spec.scheduler.type == "asha" else f"-{spec.scheduler.type}"
+    saved = work / f"search-{spec.data.target.property}{tag}-t{spec.budget.trials}-s{spec.search_seed}.json"
     if saved.exists():
         print("  search: finished by an earlier invocation", flush=True)
         return json.loads(saved.read_text())
@@ -269,6 +279,12 @@ def summarise(results: dict[str, Any], args: Any, epochs: int, repeats: int, t_s
               f"{statistics.mean(gaps):+.1f} %: target {'met' if ok else 'NOT met'}")
     mfrac = statistics.mean(fracs)
     ok = mfrac <= 0.20 and max(all_gaps) <= 5.0
+    grids = {p: {"sizes": args.sizes, **{z: g[z] for z in args.sizes}, "pt_epochs": g["pt_epochs"]}
+             for p, (g, _) in results.items()}
+    if all(r["curves"][0] for g in grids.values() for z in args.sizes for r in g[z]["rows"]):
+        from sh_replay import replay  # benchmarks/: the settings around the one this run used, from the grid's curves
+
+        print("\n" + "\n".join(replay(grids, epochs, repeats)))
     print(f"\ntarget (best test MAE within 5 % of the grid's in every cell, at <= 20 % of its compute): "
           f"{'met' if ok else 'NOT met'} over {len(fracs)} sampler seeds (met by {met}): compute {100 * mfrac:.1f} % "
           f"(per seed {', '.join(f'{100 * f:.1f}' for f in fracs)}), worst gap {max(all_gaps):+.1f} %, mean gap "
@@ -283,7 +299,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 800])
-    ap.add_argument("--trials", type=int, default=6, help="search trials per target (over all sizes)")
+    ap.add_argument("--scheduler", choices=["sh", "asha"], default="sh",
+                    help="sh: successive halving from 1 epoch, eta 3 (default); asha: the quickstart's ASHA")
+    ap.add_argument("--trials", type=int, default=None,
+                    help="search trials per target over both sizes (default: 22 with sh, one per grid cell; "
+                    "6 with asha)")
     ap.add_argument("--search-seeds", type=int, nargs="+", default=[0, 1, 2],
                     help="one search per seed of its sampler (spec search_seed); the data draws are the grid's")
     ap.add_argument("--epochs", type=int, default=None, help="FT epochs (default 15; 6 with --quick)")
@@ -295,6 +315,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="work here instead of a temporary directory (kept); a rerun "
                     "with the same settings reuses its finished grid runs and studies")
     args = ap.parse_args()
+    args.trials = args.trials or (22 if args.scheduler == "sh" else 6)
     epochs = args.epochs or (6 if args.quick else 15)
     repeats = args.repeats or (2 if args.quick else 3)
     t_start = time.perf_counter()
@@ -319,10 +340,10 @@ def main() -> None:
     results: dict[str, Any] = {}
     try:
         for prop in args.targets:
-            spec = make_spec(prop, args.sizes, args.trials, epochs, repeats)
+            spec = make_spec(prop, args.sizes, args.trials, epochs, repeats, scheduler=args.scheduler)
             grid_n = len(cells(spec)) * len(args.sizes)
             print(f"\n== {spec.data.target.label}: grid {grid_n} configurations x {repeats} repeats x {epochs} epochs; "
-                  f"search {args.trials} trials (ASHA grace {spec.scheduler.grace_period}, reduction "
+                  f"search {args.trials} trials ({spec.scheduler.type} grace {spec.scheduler.grace_period}, reduction "
                   f"{spec.scheduler.reduction_factor:g}) per sampler seed {args.search_seeds}; MPT set: "
                   f"{', '.join(p.property for p in spec.mpt_candidates)}", flush=True)
             t = time.perf_counter()
@@ -332,7 +353,8 @@ def main() -> None:
             searches = {}
             for seed in args.search_seeds:
                 print(f"  search (sampler seed {seed}): run_study ({args.trials} trials) ...", flush=True)
-                sspec = make_spec(prop, args.sizes, args.trials, epochs, repeats, search_seed=seed)
+                sspec = make_spec(prop, args.sizes, args.trials, epochs, repeats, search_seed=seed,
+                                  scheduler=args.scheduler)
                 search = searches[seed] = run_search(sspec, tmp, {z: grid[z]["best"]["n_train"] for z in args.sizes})
                 rc = search["report_compute"]
                 print(f"  search wall {search['wall']:.0f} s (incl. Ray start-up); PT: {search['pt_models']} "
