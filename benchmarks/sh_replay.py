@@ -16,27 +16,35 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tlsearch.search._sh_bracket import _Bracket, rungs  # noqa: E402 - the scheduler's own bookkeeping
 
 SETTINGS = [(1, 2), (1, 3), (1, 4), (2, 3), (3, 3), (5, 3)]
 
 
 def replay_cell(rows: list[dict[str, Any]], grace: int, eta: float, epochs: int, repeats: int) -> tuple[str, int]:
-    """(picked label, FT trial-epochs spent) for one (target, size): rows = the grid's configurations."""
-    alive = list(range(len(rows)))
-    rung, spent, prev = float(grace), 0, 0
-    while round(rung) < epochs and len(alive) > 1:
-        e = round(rung)
-        spent += len(alive) * (e - prev)
-        best = {i: min(rows[i]["curves"][0][:e]) for i in alive}
-        alive = sorted(alive, key=lambda i: (best[i], i))[:max(1, math.ceil(len(alive) / eta))]
-        prev, rung = e, rung * eta
-    spent += len(alive) * (epochs * repeats - prev)
-    pick = min(alive, key=lambda i: statistics.mean(rows[i]["val"]))
-    return rows[pick]["label"], spent
+    """(picked label, FT trial-epochs spent) for one (target, size): rows = the grid's configurations, halved
+    by the scheduler's own bracket (GroupedSH's rungs, ranking and ceil(n / eta))."""
+    b = _Bracket(len(rows), rungs(grace, eta, epochs), eta)
+    for i in range(len(rows)):
+        b.add(str(i))
+    spent = prev = 0
+    for e in b.rungs:
+        spent += len(b.alive) * (e - prev)
+        b.at_rung = {t: min(rows[int(t)]["curves"][0][:e]) for t in b.alive}  # best so far
+        b.halve()
+        prev = e
+    spent += len(b.alive) * (epochs * repeats - prev)
+    pick = min(b.alive, key=lambda t: statistics.mean(rows[int(t)]["val"]))
+    return rows[int(pick)]["label"], spent
 
 
 def replay(grids: dict[str, dict[Any, Any]], epochs: int, repeats: int) -> list[str]:

@@ -190,6 +190,18 @@ def test_worker_node_killed_mid_trial(tmp_path, monkeypatch):
     assert set(files.values()) == {1} and set(_wandb_runs(exp.root)) == set(ray_ids), files
 
 
+def _start_driver(tmp_path: Path, data: dict, env: dict) -> tuple[subprocess.Popen, Path, Path]:
+    """`tlsearch run` of this spec in its own session (so the test can SIGKILL it whole): the driver, the
+    experiment directory and the driver's log."""
+    spec = tmp_path / "space.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    log = tmp_path / "driver.log"
+    driver = subprocess.Popen([sys.executable, "-m", "tlsearch.cli.main", "run", str(spec), "--storage",
+                               str(tmp_path / "exp")], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    return driver, tmp_path / "exp" / "smoke", log
+
+
 def _in_snapshot(exp: Path, trial_id: str) -> int:
     """The last training_iteration Tune's newest experiment snapshot holds for this trial (0: not in it)."""
     snaps = sorted(exp.glob("tune/experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
@@ -216,13 +228,7 @@ def test_driver_sigkill_mid_trial_resume_continues_wandb_runs(tmp_path):
     trials, epochs = 4, 40  # smoke epochs take ~0.15 s
     data = _spec_data(trials=trials, max_epochs=epochs, pt_epochs=2)
     data["resources"]["checkpoint_interval_s"] = 0.5  # checkpoints lag the reports: a restart replays some
-    spec = tmp_path / "space.yaml"
-    spec.write_text(yaml.safe_dump(data))
-    exp = tmp_path / "exp" / "smoke"
-    log = tmp_path / "driver.log"
-    driver = subprocess.Popen([sys.executable, "-m", "tlsearch.cli.main", "run", str(spec), "--storage",
-                               str(tmp_path / "exp")], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    driver, exp, log = _start_driver(tmp_path, data, env)
     try:
         # kill once a trial is mid-run and in Tune's snapshot at iteration >= 3 (so the resumed Tune restores it;
         # the checkpoint that snapshot knows is older than the trial's last epoch, so it reports some iterations
@@ -294,13 +300,7 @@ def test_driver_sigkill_mid_bracket_resume_keeps_successive_halving(tmp_path):
     data["budget"]["repeats"] = 2
     data["scheduler"] = {"type": "sh", "grace_period": 1, "reduction_factor": 3}
     data["resources"]["checkpoint_interval_s"] = 30  # the default: only the rung epochs are checkpointed
-    spec = tmp_path / "space.yaml"
-    spec.write_text(yaml.safe_dump(data))
-    exp = tmp_path / "exp" / "smoke"
-    log = tmp_path / "driver.log"
-    driver = subprocess.Popen([sys.executable, "-m", "tlsearch.cli.main", "run", str(spec), "--storage",
-                               str(tmp_path / "exp")], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    driver, exp, log = _start_driver(tmp_path, data, env)
     try:
         deadline, at_rung = time.time() + 400, 0
         while time.time() < deadline and at_rung < 3 and driver.poll() is None:

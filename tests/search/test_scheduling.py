@@ -9,7 +9,6 @@ import tempfile
 from collections import Counter
 
 import optuna
-import pytest
 
 from tlsearch.search._optuna import CycleSampler
 
@@ -112,15 +111,20 @@ def _check_grouped_asha(tmp: str) -> None:
         ray.shutdown()
 
 
-def test_grouped_asha_lets_each_size_finish_its_best_trials(tmp_path):
+def in_fresh_process(module: str, call: str) -> None:
+    """Run ``<module>.<call>`` with a new temporary directory as its last argument in a fresh Python process
+    (Ray state of earlier in-process tests must not leak in); it must succeed."""
     import os
     import subprocess
 
     here = os.path.dirname(os.path.abspath(__file__))
-    code = (f"import sys; sys.path.insert(0, {here!r}); import test_scheduling as t; "
-            f"t._check_grouped_asha(sys.argv[1])")
+    code = f"import sys; sys.path.insert(0, {here!r}); import {module} as t; t.{call}"
     tmp = tempfile.mkdtemp(prefix="tlss", dir="/tmp")  # short: Ray's socket paths are limited
     proc = subprocess.run([sys.executable, "-c", code, tmp], env=dict(os.environ, RAY_AUTH_MODE="disabled"),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_grouped_asha_lets_each_size_finish_its_best_trials():
+    in_fresh_process("test_scheduling", "_check_grouped_asha(sys.argv[1])")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,8 +50,6 @@ def test_bracket_halves_by_best_value_so_far_and_keeps_at_least_one():
 
 def _formula_trainable(config: dict) -> None:
     """Checkpoints every epoch (a paused trial resumes from it); records when it runs, to count concurrency."""
-    import tempfile as tf
-
     from ray import tune
     from ray.tune import Checkpoint
 
@@ -72,7 +69,7 @@ def _formula_trainable(config: dict) -> None:
         with open(log, "a") as fh:
             fh.write(json.dumps({"p": config["penalty"], "s": config["ft_size"], "e": epoch, "t0": t0,
                                  "t1": time.time(), "pid": os.getpid()}) + "\n")
-        with tf.TemporaryDirectory() as d:
+        with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "s.json"), "w") as fh:
                 json.dump({"epoch": epoch}, fh)
             tune.report({"val_mae": val, "epoch": epoch}, checkpoint=Checkpoint.from_directory(d))
@@ -145,10 +142,6 @@ def _check_grouped_sh(tmp: str, quota: int = 11) -> None:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("quota", [11, 13])
 def test_grouped_sh_waits_for_the_bracket_and_runs_the_best_to_the_end(quota):
-    here = os.path.dirname(os.path.abspath(__file__))
-    code = (f"import sys; sys.path.insert(0, {here!r}); import test_sh as t; "
-            f"t._check_grouped_sh(sys.argv[1], {quota})")
-    tmp = tempfile.mkdtemp(prefix="tlsh", dir="/tmp")  # short: Ray's socket paths are limited
-    proc = subprocess.run([sys.executable, "-c", code, tmp], env=dict(os.environ, RAY_AUTH_MODE="disabled"),
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from tests.search.test_scheduling import in_fresh_process
+
+    in_fresh_process("test_sh", f"_check_grouped_sh(sys.argv[1], {quota})")

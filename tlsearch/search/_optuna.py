@@ -40,17 +40,21 @@ class ResumableOptunaSearch(OptunaSearch):
         """Trials of the budget the journal shows as run or running, whichever driver ran them: after a driver
         crash Tune's snapshot can predate trials the journal closed, and Tune would plan them again. Not
         counted: answers from history, and trials a dead driver left running (Tune re-plans those)."""
-        live = {t.user_attrs.get(RAY_TRIAL_ATTR) for t in self._ot_trials.values()}
+        live = self._live_ids()
         return sum(1 for t in self._ot_study.get_trials(deepcopy=False)
                    if RAY_TRIAL_ATTR in t.user_attrs and REUSED_ATTR not in t.user_attrs
                    and t.user_attrs.get(NOTE_ATTR) != ORPHANED
                    and (t.state != TrialState.RUNNING or t.user_attrs[RAY_TRIAL_ATTR] in live))
 
+    def _live_ids(self) -> set[str | None]:
+        """Ray trial ids of the trials this searcher (as restored) has running."""
+        return {t.user_attrs.get(RAY_TRIAL_ATTR) for t in self._ot_trials.values()}
+
     def _replan_orphans(self) -> None:
         """A trial a dead driver left running that the restored Tune does not know (it started after Tune's
         last snapshot) is planned again with the same configuration (Optuna's queue), so that the strategy
         cover and successive halving's bracket get that configuration back, not a new TPE draw."""
-        live = {t.user_attrs.get(RAY_TRIAL_ATTR) for t in self._ot_trials.values()}
+        live = self._live_ids()
         for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get(RAY_TRIAL_ATTR, None) not in live | {None} and REPLANNED_ATTR not in t.user_attrs:
                 self._ot_study._storage.set_trial_user_attr(t._trial_id, REPLANNED_ATTR, True)

@@ -29,7 +29,8 @@ class LiveView(Callback):
         return {k: v for k, v in self.__dict__.items() if k not in ("live", "console")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, live=None, console=Console())
+        self.__dict__.update({"paused": frozenset()}, **state)  # no paused set in a view pickled by an older tlsearch
+        self.__dict__.update(live=None, console=Console())
 
     def setup(self, **info: Any) -> None:
         self.t0 = time.time()
@@ -39,9 +40,8 @@ class LiveView(Callback):
     def _render(self) -> Text:
         done = sum(1 for s in self.state.values() if s == "done")
         failed = sum(1 for s in self.state.values() if s == "failed")
-        waiting = getattr(self, "paused", frozenset())  # absent in a view pickled by an older tlsearch
-        running = sum(1 for k, s in self.state.items() if s == "running" and k not in waiting)
-        paused = f", paused {len(waiting)}" if waiting else ""
+        running = sum(1 for k, s in self.state.items() if s == "running" and k not in self.paused)
+        paused = f", paused {len(self.paused)}" if self.paused else ""
         elapsed = time.time() - self.t0
         finished = done + failed
         eta = f"{(self.total - finished) * elapsed / finished / 60:.1f} min" if finished else "?"
@@ -66,7 +66,7 @@ class LiveView(Callback):
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         paused = frozenset(t.trial_id for t in trials if t.status == "PAUSED")
-        if paused != getattr(self, "paused", frozenset()):
+        if paused != self.paused:
             self.paused = paused
             self._update()
 
