@@ -128,3 +128,74 @@ def in_fresh_process(module: str, call: str) -> None:
 def test_grouped_asha_lets_each_size_finish_its_best_trials():
     in_fresh_process("test_scheduling", "_check_grouped_asha(sys.argv[1])")
 
+
+
+# strategy family -> (plateau, early penalty): "slow" starts far behind and ends ahead (a pre-trained body with a
+# fresh head can look like this); cases run one at a time in this order, so the fast family sets every cut-off
+FAMILY_CASES = [("fast", 0.5, 1.0), ("fast", 0.5, 1.2), ("fast", 0.5, 1.4), ("slow", 0.0, 4.0), ("slow", 0.0, 5.0)]
+
+
+def _family_trainable(config: dict) -> None:
+    from ray import tune
+
+    strategy, plateau, penalty = FAMILY_CASES[config["case"]]
+    for epoch in range(1, 10):
+        tune.report({"val_mae": plateau + penalty / epoch, "epoch": epoch})
+    tune.report({"val_mae": plateau + penalty / 9, "final": True})
+
+
+def _run_families(scheduler, tmp_path):
+    from ray import tune
+
+    tuner = tune.Tuner(
+        tune.with_parameters(_family_trainable),
+        param_space={"case": tune.grid_search(list(range(len(FAMILY_CASES)))),
+                     "strategy": tune.sample_from(lambda spec: FAMILY_CASES[spec.config.case][0]),
+                     "ft_size": 100},
+        tune_config=tune.TuneConfig(metric="val_mae", mode="min", scheduler=scheduler, max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="f", verbose=0))
+    results = tuner.fit()
+    return {r.config["case"]: (bool(r.metrics.get("final")), r.metrics["val_mae"]) for r in results}
+
+
+def _check_family_rule(tmp: str) -> None:
+    from pathlib import Path
+
+    import ray
+    from ray import cloudpickle
+
+    from tlsearch.search._scheduler import GroupedASHA
+
+    tmp_path = Path(tmp)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(tmp_path / "ray"))
+    try:
+        def asha(protect: bool) -> GroupedASHA:
+            return GroupedASHA("ft_size", 100, max_t=10, grace_period=2, reduction_factor=2, last_epoch=9,
+                               protect_families=protect)
+
+        plain = _run_families(asha(False), tmp_path / "plain")
+        slow = [c for c, (s, *_) in enumerate(FAMILY_CASES) if s == "slow"]
+        assert not any(plain[c][0] for c in slow), plain  # the failure: a whole family dropped on early epochs
+        fair = _run_families(asha(True), tmp_path / "fair")
+        assert fair[slow[0]][0], fair  # the slow family's best at each rung ran to the end ...
+        finished = {c: v for c, (done, v) in fair.items() if done}
+        assert min(finished, key=finished.get) == slow[0], fair  # ... and it is the study's best trial
+        assert not all(done for done, _ in fair.values()), fair  # ASHA still stops trials within a family
+    finally:
+        ray.shutdown()
+
+
+def test_grouped_asha_keeps_every_strategy_family_to_the_end():
+    in_fresh_process("test_scheduling", "_check_family_rule(sys.argv[1])")
+
+
+def test_family_key_separates_strategies_and_pt_sources():
+    from tlsearch.search.space import family_key
+
+    assert family_key({"strategy": "scratch", "freeze": "x", "ft_lr": 1e-3}) == "scratch"
+    a = family_key({"strategy": "finetune", "pt_source": "a/fe", "freeze": "2b"})
+    assert a == family_key({"strategy": "finetune", "pt_source": "a/fe", "freeze": "3b", "pt_lr": 1e-2})
+    assert a != family_key({"strategy": "finetune", "pt_source": "b/bg"})
+    assert family_key({"strategy": "mpt", "mpt_size": 2, "mpt_combo_2": 0}) != family_key(
+        {"strategy": "mpt", "mpt_size": 2, "mpt_combo_2": 1})

@@ -4,6 +4,11 @@ The FT size is a condition of the study, not a knob to optimise: a trial on 100 
 validation MAE than one on 800 whatever its strategy, so one ASHA over all trials would stop every
 small-size trial at its first rung and the report would have nothing to say about small data. Each FT size
 gets its own ASHA (its own rungs and cut-offs); trials compete only with trials of the same size.
+
+Fair to transfer: within a size, the best trial of each strategy family (scratch, PT->FT per source, MPT per
+property set) at a rung goes on even where ASHA would stop it, so at least one trial of every family runs to
+the end. A first-epochs ranking must not drop a whole family: a pre-trained body with a fresh head can start
+behind scratch and finish ahead of it, and the report's gain over scratch needs a finished trial of each.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from tlsearch.search.space import family_key
 
 
 class GroupedASHA(FIFOScheduler):
     def __init__(self, group_key: str, default_group: Any, max_t: int, grace_period: int,
-                 reduction_factor: float, last_epoch: int) -> None:
+                 reduction_factor: float, last_epoch: int, protect_families: bool = True) -> None:
         super().__init__()
         self._group_key, self._default = group_key, default_group
         self._asha_args = {"time_attr": "training_iteration", "max_t": max_t, "grace_period": grace_period,
@@ -25,6 +32,9 @@ class GroupedASHA(FIFOScheduler):
         self._groups: dict[str, ASHAScheduler] = {}
         self._of_trial: dict[str, str] = {}
         self._metric_mode: tuple[str | None, str | None] = (None, None)
+        self._protect = protect_families
+        self._family_best: dict[tuple[str, str, int], float] = {}  # (size, family, rung epoch) -> best value
+        self._protected = 0
 
     def _new(self) -> ASHAScheduler:
         s = ASHAScheduler(**self._asha_args)
@@ -60,7 +70,24 @@ class GroupedASHA(FIFOScheduler):
         s = self._sched(trial)
         if trial.trial_id not in s._trial_info:  # added before a restore: place it now
             s.on_trial_add(tune_controller, trial)
-        return s.on_trial_result(tune_controller, trial, result)
+        decision = s.on_trial_result(tune_controller, trial, result)
+        return self._family_rule(s, trial, result, decision)
+
+    def _family_rule(self, s: ASHAScheduler, trial: Any, result: dict, decision: str) -> str:
+        """The trial that is its family's best so far at this rung continues, whatever ASHA decided."""
+        metric, mode = self._metric_mode
+        epoch, value = result.get("training_iteration"), result.get(metric or "")
+        rung_epochs = {m for b in getattr(s, "_brackets", []) for m, _ in b._rungs}
+        if not getattr(self, "_protect", False) or epoch not in rung_epochs or value is None:
+            return decision
+        key = (self.group_of(trial), family_key(trial.config), int(epoch))
+        best = self._family_best.get(key)
+        if best is None or (value <= best if mode != "max" else value >= best):
+            self._family_best[key] = value
+            if decision == TrialScheduler.STOP:
+                self._protected += 1
+                return TrialScheduler.CONTINUE
+        return decision
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
         s = self._sched(trial)
@@ -79,7 +106,8 @@ class GroupedASHA(FIFOScheduler):
         return {k: s._num_stopped for k, s in self._groups.items()}
 
     def debug_string(self) -> str:
-        return "ASHA per " + self._group_key + ": " + ", ".join(f"{k}: {n} stopped" for k, n in self.stopped().items())
+        return ("ASHA per " + self._group_key + ": " + ", ".join(f"{k}: {n} stopped" for k, n in self.stopped().items())
+                + f"; {getattr(self, '_protected', 0)} kept as their family's best at a rung")
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as fh:

@@ -172,7 +172,8 @@ def _scheduling(spec: SearchSpec, searcher: Any, state_path: Path) -> tuple[Any,
     if isinstance(sch, ASHA):
         # max_t is one past the last epoch: a finished trial's summary comes at that iteration
         return searcher, GroupedASHA("ft_size", sizes[0], max_t=epochs + 1, grace_period=sch.grace_period,
-                                     reduction_factor=sch.reduction_factor, last_epoch=epochs)
+                                     reduction_factor=sch.reduction_factor, last_epoch=epochs,
+                                     protect_families=sch.protect_families)
     return searcher, FIFOScheduler()
 
 

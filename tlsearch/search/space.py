@@ -68,6 +68,13 @@ class Space:
         return None
 
 
+def family_key(params: dict[str, Any]) -> str:
+    """The strategy family of a trial's sampled parameters: scratch, PT->FT per PT source, MPT per property
+    set (what the report compares, and what a scheduler must not drop wholesale)."""
+    pt = [f"{k}={params[k]}" for k in sorted(params) if k == "pt_source" or k.startswith("mpt_")]
+    return " ".join([str(params.get("strategy", "")), *pt])
+
+
 def make_space(spec: SearchSpec) -> Space:
     return Space(spec)
 

@@ -58,7 +58,7 @@ class Architecture(_Strict):
     alignn_layers: IntDim = 2
     gcn_layers: IntDim = 2
     hidden_features: IntDim = 64
-    embedding_features: IntDim = 32
+    embedding_features: IntDim = 64
 
 
 class MPTSubset(_Strict):
@@ -109,6 +109,8 @@ class ASHA(_Strict):
     type: Literal["asha"] = "asha"
     grace_period: int = Field(3, ge=1)
     reduction_factor: float = Field(3.0, gt=1)
+    # the best trial of each strategy family at a rung goes on (see _scheduler.py): no family is dropped wholesale
+    protect_families: bool = True
 
 
 class SuccessiveHalving(_Strict):
