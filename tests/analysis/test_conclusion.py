@@ -22,3 +22,15 @@ def test_no_transfer_trial_at_all_says_only_that():
     assert one.endswith("no transfer trial finished at this size.")
     single = conclusion("t/p", "800", SCRATCH, SCRATCH, None, {"n": 1, "epochs": "5-15", "val_mae": 1.0})
     assert "(1 was stopped early by the scheduler after 5-15 epochs" in single
+
+
+def test_small_gains_and_spreads_keep_their_significant_digits():
+    """A spread under 0.5 % printed as '+/- 0 %' (issue 17.9)."""
+    tl = {"strategy": "finetune", "pt_source": "m:flla/fe", "freeze": "all_unfrozen", "ft_lr": 1e-3, "repeats": 2,
+          "test_mae": 0.30, "test_mae_std": 0.001, "test_mae_per_repeat": [0.2990, 0.3010]}
+    base = {**SCRATCH, "test_mae": 0.3100, "test_mae_std": 0.001, "test_mae_per_repeat": [0.3100, 0.3110]}
+    line = conclusion("t/p", "800", tl, base, tl)
+    assert "beats scratch by 3.4 % +/- 0.24 %" in line, line
+    from tlsearch.analysis._analyse import pct
+
+    assert [pct(x) for x in (0.0042, 0.31, 4.74, 12.4, -27.7)] == ["0.0042", "0.31", "4.7", "12", "-28"]

@@ -55,6 +55,11 @@ def gain_pct(cand: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     return {"mean": 100.0 * (base["test_mae"] - cand["test_mae"]) / base["test_mae"], "std": None, "n": 1}
 
 
+def pct(x: float) -> str:
+    """A percentage with its significant digits: 12 %, 4.7 %, 0.31 % (never "0 %" for a small spread)."""
+    return f"{x:.0f}" if abs(x) >= 10 else f"{x:.2g}"
+
+
 def _clear(g: dict[str, Any]) -> bool:
     """A gain is stated as a difference only when it exceeds its spread over repeats."""
     return g["std"] is None or abs(g["mean"]) > g["std"]
@@ -104,10 +109,10 @@ def conclusion(target: str, size: str, best: dict[str, Any], scratch: dict[str, 
         if scratch is None:
             return head + f"{describe(best)} is best (test MAE {_mae(best)}, {reps}); no scratch trial finished at this size to compare with."
         g = gain_pct(best, scratch)
-        spread = f" +/- {g['std']:.0f} %" if g["std"] is not None else ""
+        spread = f" +/- {pct(g['std'])} %" if g["std"] is not None else ""
         verb = "beats" if g["mean"] >= 0 else "trails"
         note = "" if _clear(g) else "; within the spread of the repeats: not a clear difference"
-        return (head + f"{describe(best)} {verb} scratch by {abs(g['mean']):.0f} %{spread} ({reps}; test MAE "
+        return (head + f"{describe(best)} {verb} scratch by {pct(abs(g['mean']))} %{spread} ({reps}; test MAE "
                 f"{_mae(best)} vs {_mae(scratch)}{note}).")
     if best_tl is None:
         why = ""
@@ -119,11 +124,11 @@ def conclusion(target: str, size: str, best: dict[str, Any], scratch: dict[str, 
         return (head + f"{describe(best)} is best (test MAE {_mae(best)}, {reps}); "
                 f"no transfer trial finished at this size{why}.")
     g = gain_pct(best_tl, best)
-    spread = f" +/- {g['std']:.0f} %" if g["std"] is not None else ""
+    spread = f" +/- {pct(g['std'])} %" if g["std"] is not None else ""
     note = "" if _clear(g) else " (within the spread of the repeats: not a clear difference)"
     rel = "worse" if g["mean"] < 0 else "better on the test set, though not by validation"
     return (head + f"{describe(best)} is best (test MAE {_mae(best)}, {reps}); the best transfer strategy, "
-            f"{describe(best_tl)}, is {abs(g['mean']):.0f} %{spread} {rel}{note}.")
+            f"{describe(best_tl)}, is {pct(abs(g['mean']))} %{spread} {rel}{note}.")
 
 
 def by_size(trials: pl.DataFrame, target: str) -> list[dict[str, Any]]:

@@ -85,13 +85,21 @@ def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
                    for f in z["families"]])
     doc.h("Freeze strategies (transfer trials, ranked by validation MAE)")
     for z in s["by_ft_size"]:
+        ranking = z["freeze_ranking"]
+        if len(ranking) < 2:
+            doc.p(f"FT size {z['ft_size']}: " + ("no transfer trial finished: nothing to rank." if not ranking else
+                                                 f"only {ranking[0]['freeze']} finished: nothing to rank."))
+            continue
         doc.p(f"FT size {z['ft_size']}:")
         doc.table(["rank", "freeze", "trials", "median val MAE", "best val MAE", "its test MAE", "gain vs scratch"],
                   [[i + 1, r["freeze"], r["trials"], r["median_val_mae"], r["val_mae"], _pm(r), _gain(r)]
-                   for i, r in enumerate(z["freeze_ranking"])])
+                   for i, r in enumerate(ranking)])
     doc.img(plots.get("freeze"), "Test MAE of the best configuration per freeze strategy and FT size")
     doc.h("Sampling schemes (ranked by validation MAE)")
-    for z in s["by_ft_size"]:
+    schemes = {r["sampling"] for z in s["by_ft_size"] for r in z["sampling_ranking"]}
+    if len(schemes) < 2:
+        doc.p(f"One sampling scheme ({', '.join(sorted(schemes)) or 'none finished'}): nothing to rank.")
+    for z in s["by_ft_size"] if len(schemes) > 1 else []:
         doc.table(["FT size", "rank", "sampling", "trials", "best val MAE", "its test MAE", "gain vs scratch"],
                   [[z["ft_size"], i + 1, r["sampling"], r["trials"], r["val_mae"], _pm(r), _gain(r)]
                    for i, r in enumerate(z["sampling_ranking"])])
