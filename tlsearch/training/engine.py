@@ -80,7 +80,7 @@ class Stepper:
     """Runs the model over a task in batches: the one step shared by training, validation and test."""
 
     def __init__(self, model: nn.Module, task: Task, scaler: Scaler, loss: str, batch_size: int,
-                 device: torch.device, amp: bool = True) -> None:
+                 device: torch.device, amp: bool = False) -> None:
         self.model, self.task, self.scaler = model.to(device), task, scaler
         self.loss_kind, self.batch_size, self.device = loss, batch_size, device
         # DGL's own kernels (the classic backend) have no bf16 versions: that backend always runs fp32
@@ -140,7 +140,7 @@ class Stepper:
 
 class Trainer(Stepper):
     def __init__(self, model: nn.Module, task: Task, scaler: Scaler, optim: OptimSpec, train_idx: np.ndarray,
-                 val_idx: np.ndarray, device: torch.device, amp: bool = True, seed: int = 0,
+                 val_idx: np.ndarray, device: torch.device, amp: bool = False, seed: int = 0,
                  body_lr_factor: float = 1.0) -> None:
         super().__init__(model, task, scaler, optim.loss, optim.batch_size, device, amp)
         self.optim, self.seed = optim, seed
