@@ -96,6 +96,12 @@ def _match(optuna_trials: list[Any], ray_trials: list[RayTrial]) -> dict[int, Ra
     return out
 
 
+def eval_maes(summary: dict[str, Any]) -> dict[str, float]:
+    """Out-of-domain MAEs of a trial's summary, keyed by the eval set's full label: the trainable reports
+    ``eval/<dataset>/<property>/mae``, and a dataset reference holds ':' and '/' (``folder:/data/x``)."""
+    return {k[len("eval/"):-len("/mae")]: v for k, v in summary.items() if k.startswith("eval/") and k.endswith("/mae")}
+
+
 def _family(v: dict[str, Any]) -> str:
     if v["strategy"] == "finetune":
         return f"PT->FT({v['pt_source']})"
@@ -127,7 +133,7 @@ def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
     epochs = r.epochs if r else []
     f = f or {}
     pt = f if f.get("pt_key") else next((e for e in epochs if e.get("pt_key")), {})  # stopped early: 1st epoch
-    evals = {k.split("/")[1]: f[k] for k in f if k.startswith("eval/") and k.endswith("/mae")}
+    evals = eval_maes(f)
     per = {k: json.loads(f[k]) if isinstance(f.get(k), str) else f.get(k) for k in ("val_mae_per_repeat",
                                                                                   "test_mae_per_repeat")}
     return {
