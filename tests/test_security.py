@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import json
 import os
 import secrets
 import shutil
@@ -279,6 +280,9 @@ def test_planted_wandb_key_never_leaves_the_process():
         # it really ran: offline W&B runs, Ray's session logs, and the dashboard on loopback
         assert "W&B: offline" in stdout and "Ray dashboard: http://127.0.0.1:" in stdout, stdout[-3000:]
         assert len(list((dirs["exp"] / "x").rglob("offline-run-*/run-*.wandb"))) == 5
+        # --name titles the study everywhere, not only its directory (issue 17.8)
+        assert "x: 5 of 5 trials" in stdout and json.loads((dirs["exp"] / "x" / "summary.json").read_text())[
+            "experiment"] == "x", stdout[-3000:]
         assert list(dirs["ray"].glob("ray/session_*/logs/*")), "no Ray session logs to check"
         hits = find_key(key.encode(), [base], {"stdout": proc.stdout, "stderr": proc.stderr})
         assert hits == [], "the planted W&B key was written to:\n" + "\n".join(hits)

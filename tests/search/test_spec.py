@@ -310,3 +310,14 @@ def test_values_every_trial_would_reject_fail_at_load(tmp_path, search, needle):
     with pytest.raises(UserInputError, match=needle) as exc:
         load_spec(path)
     assert str(path) in str(exc.value) and "invalid trial" in str(exc.value)
+
+
+def test_renamed_spec_takes_the_name_everywhere_and_rejects_a_bad_one():
+    from tlsearch.errors import UserInputError
+    from tlsearch.search.spec import load_spec
+
+    s = load_spec("search_spaces/smoke.yaml")
+    assert s.renamed(None) is s and s.renamed("other-1").name == "other-1"
+    assert s.renamed("other-1").model_dump(exclude={"name"}) == s.model_dump(exclude={"name"})
+    with pytest.raises(UserInputError, match="--name: 'a b' is not a valid study name"):
+        s.renamed("a b")

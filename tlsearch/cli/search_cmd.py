@@ -40,10 +40,10 @@ def run_cmd(
     from tlsearch.search.experiment import Experiment
     from tlsearch.search.runner import run_study
 
-    s = load_spec(spec)
+    s = load_spec(spec).renamed(name)
     with out.status("checking the datasets ..."):
         check_datasets(s, str(spec))  # before Ray starts: a typo must not fail every trial
-    exp = Experiment.create(s, storage, name)
+    exp = Experiment.create(s, storage)
     run_study(s, exp, out, address=address)
     _print_status(exp)
     _report(exp)

@@ -182,6 +182,17 @@ class SearchSpec(_Strict):
                                  f"other than the target, fewer than search.mpt_subset.min_size={s.mpt_subset.min_size}")
         return self
 
+    def renamed(self, name: str | None) -> "SearchSpec":
+        """The spec under another study name (``tlsearch run --name``): the experiment directory, the Optuna
+        study, titles and W&B all use it, so a resume finds the same study."""
+        if name is None or name == self.name:
+            return self
+        try:
+            return SearchSpec.model_validate({**self.model_dump(), "name": name})
+        except ValidationError:
+            raise UserInputError(f"--name: {name!r} is not a valid study name; fix: 1-64 letters, digits, "
+                                 "'_', '.' or '-'") from None
+
     @property
     def mpt_candidates(self) -> list[TargetSpec]:
         return [p for p in self.data.mpt_properties if p != self.data.target]
