@@ -20,7 +20,7 @@ class LiveView(Callback):
         self.t0 = time.time()
         self.state: dict[str, str] = {}
         self.last: dict[str, dict[str, Any]] = {}
-        self.best: tuple[float, str] | None = None
+        self.best: dict[str, float] = {}  # FT size -> best validation MAE of a finished trial (the table's rule)
         self.live: Live | None = None
         self.paused: frozenset[str] = frozenset()  # successive halving: waiting at a rung for the bracket
 
@@ -30,6 +30,8 @@ class LiveView(Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update({"paused": frozenset()}, **state)  # no paused set in a view pickled by an older tlsearch
+        if not isinstance(self.best, dict):  # an older tlsearch kept (value, Ray trial id) of any epoch
+            self.best = {}
         self.__dict__.update(live=None, console=Console())
 
     def setup(self, **info: Any) -> None:
@@ -44,10 +46,14 @@ class LiveView(Callback):
         paused = f", paused {len(self.paused)}" if self.paused else ""
         elapsed = time.time() - self.t0
         finished = done + failed
-        eta = f"{(self.total - finished) * elapsed / finished / 60:.1f} min" if finished else "?"
-        best = f"{self.best[0]:.4g} ({self.best[1]})" if self.best else "-"
+        left = self.total - finished
+        eta = ("" if left <= 0 or not running + len(self.paused) else
+               f"  ETA {left * elapsed / finished / 60:.1f} min" if finished else "  ETA ?")
+        # validation MAEs of different FT sizes are not comparable: the best finished trial per size, as the table
+        best = ", ".join(f"{size}: {v:.4g}" for size, v in sorted(self.best.items(), key=lambda kv: _size_order(kv[0])))
         return Text(f"trials {finished}/{self.total} (done {done}, running {running}{paused}, failed {failed})  "
-                    f"best val MAE {best}  elapsed {elapsed / 60:.1f} min  ETA {eta}")
+                    f"best finished val MAE {'per FT size ' + best if best else '-'}  "
+                    f"elapsed {elapsed / 60:.1f} min{eta}")
 
     def _update(self) -> None:
         if self.live is not None:
@@ -60,8 +66,9 @@ class LiveView(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self.last[trial.trial_id] = result
         value = result.get(self.metric)
-        if value is not None and (self.best is None or value < self.best[0]):
-            self.best = (float(value), trial.trial_id)
+        if result.get("final") and value is not None:  # a finished trial's summary (mean over its repeats)
+            size = str(trial.config.get("ft_size", ""))
+            self.best[size] = min(float(value), self.best.get(size, float("inf")))
         self._update()
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
@@ -88,6 +95,10 @@ class LiveView(Callback):
             self.live.stop()
             self.live = None
             self.console.print()
+
+
+def _size_order(size: str) -> tuple[int, float, str]:
+    return (0, float(size), "") if size.isdigit() else (1, 0.0, size)
 
 
 def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
