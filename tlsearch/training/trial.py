@@ -89,7 +89,14 @@ def _pt_sources(cfg: TrainConfig) -> list[tuple[str, str]]:
     return srcs
 
 
-def _pretrain(cfg: TrainConfig, exclude: set[str], device: torch.device) -> StoreEntry:
+def store_for(cfg: TrainConfig) -> PretrainStore:
+    """The store a trial of ``cfg`` uses: ``store_dir``, else ``<cache_dir>/pretrained``, else the default."""
+    store_dir = cfg.store_dir or (str(Path(cfg.cache_dir) / "pretrained") if cfg.cache_dir else None)
+    return PretrainStore(store_dir)
+
+
+def _pretrain(cfg: TrainConfig, exclude: set[str], device: torch.device,
+              progress: Callback | None = None) -> StoreEntry:
     assert cfg.pretrain is not None
     pt = cfg.pretrain
     sources = _pt_sources(cfg)
@@ -107,14 +114,32 @@ def _pretrain(cfg: TrainConfig, exclude: set[str], device: torch.device) -> Stor
         seed_everything(pt.seed)
         model = PropertyModel(cfg.model, head, len(task.properties), pt.head_depth, cfg.graph.atom_features)
         trainer = Trainer(model, task, scaler, pt.optim, tr, va, device, cfg.amp, pt.seed)
-        trainer.fit()
+        trainer.fit(progress)
         meta = {"properties": list(task.properties), "scaler": scaler.to_dict(), "head": head,
                 "n_train": int(len(tr)), "n_val": int(len(va)), "epochs": trainer.epoch,
                 "best_val": trainer.best_val, "history": [m.as_dict() for m in trainer.history]}
         return model.state_dict(), meta
 
-    store_dir = cfg.store_dir or (str(Path(cfg.cache_dir) / "pretrained") if cfg.cache_dir else None)
-    return PretrainStore(store_dir).get_or_train(material, train)
+    return store_for(cfg).get_or_train(material, train)
+
+
+def _held_out_keys(cfg: TrainConfig, prep: PreparedDataset | None = None) -> set[str]:
+    """The target's held-out test structures: pre-training never sees them (leakage guard)."""
+    prep = prep or _prep(cfg, cfg.target.dataset, cfg.target.property)
+    task = single_task(prep, cfg.target.property)
+    return {task.keys[i] for i in prep.split.test}
+
+
+def pretrained_entry(cfg: TrainConfig, progress: Callback | None = None, *,
+                     prep: PreparedDataset | None = None, device: torch.device | None = None) -> StoreEntry:
+    """The PT model a ``finetune``/``mpt`` trial of ``cfg`` starts from: loaded from the store, or trained into
+    it (``progress`` sees each PT epoch then). ``tlsearch pretrain`` calls this too, so both compute one key."""
+    if cfg.pretrain is None:
+        raise ValueError(f"mode {cfg.mode!r} pre-trains nothing")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = device or pick_device(cfg.device)
+    return _pretrain(cfg, _held_out_keys(cfg, prep), device, progress)
 
 
 def _init_from_pretrained(model: PropertyModel, cfg: TrainConfig, entry: StoreEntry) -> None:
@@ -142,8 +167,7 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
 
     entry, info = None, None
     if cfg.mode != "scratch":
-        exclude = {task.keys[i] for i in prep.split.test}
-        entry = _pretrain(cfg, exclude, device)
+        entry = pretrained_entry(cfg, prep=prep, device=device)
         m = entry.meta
         info = PretrainInfo(entry.key, [f"{d}/{p}" for d, p in _pt_sources(cfg)], entry.hit, m["pt_seconds"],
                             entry.wait_seconds, m["epochs"], m["n_train"])
