@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from tlsearch import __version__
 from tlsearch.cli.data_cmd import data_app
+from tlsearch.cli.models_cmd import models_app
 from tlsearch.cli.pretrain_cmd import pretrain_cmd
 from tlsearch.cli.report_cmd import report_cmd
 from tlsearch.cli.search_cmd import resume_cmd, run_cmd, status_cmd, validate_cmd
@@ -25,6 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 app.command("train")(train_cmd)
 app.command("validate")(validate_cmd)
 app.command("run")(run_cmd)
