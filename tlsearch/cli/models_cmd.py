@@ -137,24 +137,3 @@ def _warn_versions(st: Any, key: str) -> None:
         made = header_meta.get("versions", "unknown versions")
         out.print(f"[yellow]note[/]: {key} was made by {made}; this installation ({st.versions()}) computes "
                   "another key for the same material, so trials here will not reuse it")
-
-
-def import_shipped(spec: Any, spec_dir: Path, root: Path | None, console: Console) -> None:
-    """Import the spec's ``data.pretrained`` files into the store (each skipped when its key is there)."""
-    from tlsearch.training._store_io import import_entry
-
-    st = _store(root)
-    for i, rel in enumerate(getattr(spec.data, "pretrained", [])):
-        path = spec_dir / rel
-        key, already = import_entry_at(st, path, i, import_entry)
-        console.print(f"data.pretrained.{i}: {key[:12]} " + ("already in the store" if already else
-                                                              f"imported into {st.root}"))
-
-
-def import_entry_at(st: Any, path: Path, i: int, import_entry: Any) -> tuple[str, bool]:
-    from tlsearch.errors import PretrainedFileError
-
-    try:
-        return import_entry(st, path)
-    except PretrainedFileError as exc:
-        raise PretrainedFileError(f"data.pretrained.{i}: {exc}") from None

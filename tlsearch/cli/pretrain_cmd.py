@@ -45,6 +45,9 @@ def pretrain_cmd(
     models = plan(s, only.value if only else None, str(spec), cache_dir=os.environ.get("TLSEARCH_CACHE"),
                   store_dir=str(store) if store else None)
     root = PretrainStore(store).root
+    from tlsearch.cli.search_cmd import import_pretrained
+
+    import_pretrained(s, str(spec), store)
     if not models:
         out.print(f"nothing to pre-train: every PT source of {spec} is a checkpoint")
         return

@@ -92,6 +92,7 @@ class DataSpec(_Strict):
     pretrain_sources: list[TargetSpec] = []
     mpt_properties: list[TargetSpec] = []
     eval_sets: list[TargetSpec] = []
+    pretrained: list[str] = []  # files of `tlsearch models export`, imported into the store (see docs/pretrained.md)
     pt_sample_size: Union[int, Literal["all"]] = "all"
     test_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 0
@@ -262,7 +263,9 @@ def load_spec(path: str | Path) -> SearchSpec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UserInputError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
-    return spec_from_dict(data, str(path))
+    from tlsearch.search.pt_files import resolve_paths
+
+    return spec_from_dict(resolve_paths(data, path.parent), str(path))
 
 
 def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> None:
