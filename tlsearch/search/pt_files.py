@@ -66,6 +66,12 @@ def checkpoint_sources(spec: Any) -> list[tuple[int, Any]]:
 
 def check_checkpoints(spec: Any, where: str = "space.yaml") -> None:
     """Every checkpoint PT source loads and matches the architecture the study searches (which it then fixes)."""
+    labels = [s.label for s in spec.data.pretrain_sources]
+    for i, label in enumerate(labels):
+        if label in labels[:i]:
+            raise UserInputError(f"{where}: data.pretrain_sources.{i}: label {label!r} is also the label of "
+                                 f"data.pretrain_sources.{labels.index(label)}; trials pick a source by its label; "
+                                 "fix: give each source its own label")
     sources = checkpoint_sources(spec)
     if not sources:
         return

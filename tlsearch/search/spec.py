@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tlsearch.errors import UserInputError
-from tlsearch.training.config import FreezeStrategy, GraphSpec, ModelSpec, TargetSpec
+from tlsearch.training.config import FreezeStrategy, GraphSpec, ModelSpec, PTSource, TargetSpec
 
 
 class _Strict(BaseModel):
@@ -89,7 +89,7 @@ class SearchDims(_Strict):
 
 class DataSpec(_Strict):
     target: TargetSpec
-    pretrain_sources: list[TargetSpec] = []
+    pretrain_sources: list[PTSource] = []  # {dataset, property}, or {checkpoint, label} (docs/pretrained.md)
     mpt_properties: list[TargetSpec] = []
     eval_sets: list[TargetSpec] = []
     pretrained: list[str] = []  # files of `tlsearch models export`, imported into the store (see docs/pretrained.md)
@@ -189,7 +189,8 @@ class SearchSpec(_Strict):
         return ModelSpec(backend=self.search.architecture.backend)
 
 
-_BRANCHES = {"float", "int", "bool", "str", "FloatRange", "IntRange", "ASHA", "SuccessiveHalving", "NoScheduler"}
+_BRANCHES = {"float", "int", "bool", "str", "FloatRange", "IntRange", "ASHA", "SuccessiveHalving", "NoScheduler",
+             "TargetSpec", "CheckpointSpec"}
 
 
 def _is_branch(part: object) -> bool:
@@ -278,7 +279,8 @@ def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> None:
     d = spec.data
     fields = [("data.target", d.target)]
     for section in ("pretrain_sources", "mpt_properties", "eval_sets"):
-        fields += [(f"data.{section}.{i}", t) for i, t in enumerate(getattr(d, section))]
+        fields += [(f"data.{section}.{i}", t) for i, t in enumerate(getattr(d, section))
+                   if not getattr(t, "checkpoint", None)]  # checkpoints: check_checkpoints (pt_files.py)
     by_dataset: dict[str, list[tuple[str, str]]] = {}
     for loc, t in fields:
         try:
