@@ -5,6 +5,7 @@ at `validate`; bad checkpoints exit 2 with the path and the reason."""
 import json
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +196,59 @@ def test_bad_checkpoints_exit_2_with_path_and_reason(alignn_ckpt, tmp_path, caps
     assert main(["validate", str(path)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"data.pretrain_sources.0: {source}:" in err and reason in err, err
+
+
+@pytest.mark.timeout(600)
+def test_study_with_checkpoint_source_and_shipped_model_runs_on_ray(alignn_ckpt, tmp_path):
+    """`tlsearch run`: the shipped PT model is imported before Ray starts and its trials hit the store; the
+    checkpoint source's trials start from alignn's weights and show its label in the trials table."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    import polars as pl
+
+    from benchmarks.load import stop_ray
+    from tlsearch.search.pt_plan import plan
+    from tlsearch.training.store import PretrainStore
+    from tlsearch.training.trial import pretrained_entry
+
+    shutil.copytree(alignn_ckpt, tmp_path / "ship" / "alignn-ck")
+    path = spec_file(tmp_path / "ship", "alignn-ck")  # relative to the spec's folder
+    data = yaml.safe_load(path.read_text())
+    data["data"]["pretrain_sources"][0]["label"] = "alignn-tiny"
+    data["search"]["strategy"] = ["finetune"]
+    data["budget"]["trials"] = 4  # seeded sampler (seed 0): both sources are drawn
+    data.update(scheduler={"type": "none"}, resources={"cpus_per_trial": 1, "max_concurrent": 1},
+                tracking={"mode": "disabled"}, storage=str(tmp_path / "exp"))
+    path.write_text(yaml.safe_dump(data))
+    (model,) = plan(load_spec(path))  # the author pre-trains the dataset source and ships it
+    entry = pretrained_entry(model.config)
+    shutil.copyfile(entry.path, tmp_path / "ship" / "fe.pt")
+    data["data"]["pretrained"] = ["fe.pt"]
+    path.write_text(yaml.safe_dump(data))
+
+    ray_tmp = tempfile.mkdtemp(prefix="tlsr", dir="/tmp")
+    env = {**os.environ, "TLSEARCH_CACHE": str(tmp_path / "user-cache"), "HOME": str(tmp_path / "home"),
+           "RAY_TMPDIR": ray_tmp, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}  # this tree, in the driver and Ray's workers
+    (tmp_path / "home").mkdir()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "tlsearch.cli.main", "run", str(path)], env=env,
+                              capture_output=True, text=True, timeout=540, cwd=tmp_path)
+    finally:
+        stop_ray(ray_tmp)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"data.pretrained.0: {entry.key[:12]} imported" in " ".join(proc.stdout.split())
+    assert PretrainStore(tmp_path / "user-cache" / "pretrained").path(entry.key).is_file()
+    trials = pl.read_parquet(tmp_path / "exp" / "ck" / "trials.parquet")
+    by_source = {s: t for s, t in trials.filter(pl.col("strategy") == "finetune").group_by("pt_source")}
+    assert set(by_source) <= {("alignn-tiny",), ("emt:alloys?n=40&seed=1/formation_energy_per_atom",)}
+    for (source,), rows in by_source.items():
+        if source == "alignn-tiny":
+            assert rows["pt_seconds"].to_list() == [0.0] * rows.height
+            assert rows["pt_key"].to_list() == [read_checkpoint(alignn_ckpt).digest[:32]] * rows.height
+        else:
+            assert rows["pt_store_hit"].all() and set(rows["pt_key"]) == {entry.key}
+    assert len(by_source) == 2, "both sources ran"
