@@ -252,3 +252,23 @@ def test_study_with_checkpoint_source_and_shipped_model_runs_on_ray(alignn_ckpt,
         else:
             assert rows["pt_store_hit"].all() and set(rows["pt_key"]) == {entry.key}
     assert len(by_source) == 2, "both sources ran"
+
+
+def test_exported_mpt_entry_and_wrapped_alignn_state_as_sources(alignn_ckpt, tmp_path):
+    from tlsearch.training.trial import pretrained_entry
+
+    mpt = config_from_dict({"mode": "mpt", "target": TARGET, "model": ARCH, "pretrain": {
+        "sources": [{"dataset": "emt:alloys?n=40&seed=1", "property": p} for p in ("volume_per_atom", "energy_per_atom")],
+        "optim": {"epochs": 1}}})
+    entry = pretrained_entry(mpt)
+    ck = read_checkpoint(entry.path)  # the exported file format is the store's own
+    assert ck.kind == "tlsearch pre-trained entry" and ck.head == "multi"
+    r = train_trial(ft_cfg(entry.path, freeze="all_unfrozen"))  # body from the MPT model, a fresh linear head
+    assert np.isfinite(r.test["mae"])
+
+    wrapped = tmp_path / "wrapped"
+    shutil.copytree(alignn_ckpt, wrapped)
+    state = torch.load(wrapped / "best_model.pt", weights_only=True)
+    torch.save({"model": state, "epoch": 1}, wrapped / "best_model.pt")  # ignite-era published layout
+    assert read_checkpoint(wrapped).digest != read_checkpoint(alignn_ckpt).digest
+    assert all(torch.equal(read_checkpoint(wrapped).state[k], v) for k, v in read_checkpoint(alignn_ckpt).state.items())
