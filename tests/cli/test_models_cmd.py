@@ -162,3 +162,13 @@ def test_import_of_an_entry_made_by_other_versions_says_trials_will_not_reuse_it
     assert main(["models", "import", str(moved)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert f"{foreign_key} imported" in out and "trials here will not reuse it" in out
+
+
+def test_list_names_files_that_are_not_entries(capsys):
+    store = PretrainStore()
+    good = make_entry(store)
+    (store.root / ("b" * 32 + ".pt")).write_bytes(good.path.read_bytes()[:50])
+    assert main(["models", "list"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 pre-trained model(s)" in out and good.key[:12] in out
+    assert f"not an entry {store.root / ('b' * 32 + '.pt')}" in out

@@ -46,8 +46,7 @@ def _num(x: Any) -> str:
 
 @models_app.command("list")
 def list_cmd(store: Optional[Path] = store_option()) -> None:
-    """Every entry: key, head, architecture (layers, hidden h, embedding e, backend), PT epochs, best
-    validation MAE, size, age, sources."""
+    """Every entry: key, head, architecture, PT epochs, best validation MAE, size, age, sources."""
     from tlsearch.training._store_io import entries
 
     st = _store(store)
