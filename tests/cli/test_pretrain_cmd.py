@@ -78,6 +78,8 @@ def test_store_option(tmp_path, capsys):
     ({"search": {"strategy": ["scratch"]}}, ["search.strategy is ['scratch']", "no trial of this study pre-trains"]),
     ({"search": {"pt_lr": [0.001, 0.01]}}, ["search.pt_lr is searched", "give search.pt_lr one value"]),
     ({"search": {"pt_lr": {"low": 0.0001, "high": 0.01, "log": True}}}, ["search.pt_lr is searched"]),
+    ({"search": {"architecture": {"hidden_features": {"low": 8, "high": 520, "step": 8}, "alignn_layers": [1, 2]}}},
+     ["search.architecture allows 130 architectures", "fix: narrow search.architecture"]),
 ])
 def test_nothing_to_train_ahead_is_exit_2(tmp_path, capsys, changes, needles):
     path = write(tmp_path, **changes)

@@ -138,7 +138,7 @@ def spec_file(tmp_path, checkpoint, **arch):
 
 def test_spec_with_checkpoint_source_validates_and_labels_trials(alignn_ckpt, tmp_path, capsys):
     path = spec_file(tmp_path, alignn_ckpt)
-    assert main(["validate", str(path)]) == 0
+    assert main(["validate", str(path), "--data"]) == 0  # the dataset check skips checkpoint sources
     spec = load_spec(path)
     assert [s.label for s in spec.data.pretrain_sources][0] == "run"  # the folder's name
     cfg = train_config(spec, {"strategy": "finetune", "pt_source": "run"})

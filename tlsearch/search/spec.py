@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tlsearch.errors import UserInputError
+from tlsearch.search.pt_files import resolve_paths
 from tlsearch.training.config import FreezeStrategy, GraphSpec, ModelSpec, PTSource, TargetSpec
 
 
@@ -264,8 +265,6 @@ def load_spec(path: str | Path) -> SearchSpec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UserInputError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
-    from tlsearch.search.pt_files import resolve_paths
-
     return spec_from_dict(resolve_paths(data, path.parent), str(path))
 
 
