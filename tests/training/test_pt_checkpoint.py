@@ -272,3 +272,13 @@ def test_exported_mpt_entry_and_wrapped_alignn_state_as_sources(alignn_ckpt, tmp
     torch.save({"model": state, "epoch": 1}, wrapped / "best_model.pt")  # ignite-era published layout
     assert read_checkpoint(wrapped).digest != read_checkpoint(alignn_ckpt).digest
     assert all(torch.equal(read_checkpoint(wrapped).state[k], v) for k, v in read_checkpoint(alignn_ckpt).state.items())
+
+
+def test_train_config_file_with_relative_checkpoint(alignn_ckpt, tmp_path, capsys):
+    shutil.copytree(alignn_ckpt, tmp_path / "cfgdir" / "ck")
+    cfg = tmp_path / "cfgdir" / "t.yaml"
+    cfg.write_text(yaml.safe_dump({"mode": "finetune", "target": TARGET, "model": ARCH,
+                                   "pretrain": {"sources": [{"checkpoint": "ck"}]},
+                                   "train": {"sample_size": 20, "optim": {"epochs": 1, "batch_size": 8}}}))
+    assert main(["train", str(cfg)]) == 0
+    assert f"checkpoint ck ({tmp_path / 'cfgdir' / 'ck'}" in " ".join(capsys.readouterr().out.split())

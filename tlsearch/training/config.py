@@ -183,4 +183,10 @@ def load_config(path: str | Path) -> TrainConfig:
         raise UserInputError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise UserInputError(f"{path}: expected a mapping of config sections at the top level")
+    pt = data.get("pretrain")
+    if isinstance(pt, dict) and isinstance(pt.get("sources"), list):  # checkpoint paths: relative to this file
+        data["pretrain"] = {**pt, "sources": [
+            {**s, "checkpoint": str((path.parent / s["checkpoint"]).resolve())}
+            if isinstance(s, dict) and isinstance(s.get("checkpoint"), str) and s["checkpoint"] else s
+            for s in pt["sources"]]}
     return config_from_dict(data, str(path))
