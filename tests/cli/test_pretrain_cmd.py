@@ -98,3 +98,16 @@ def test_exit_2_without_traceback_and_bad_only(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tlsearch.cli.main", "pretrain", str(path), "--only", "nope"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nope" in proc.stderr
+
+
+def test_progress_sees_every_pt_epoch_and_a_hit_sees_none(tmp_path):
+    from tlsearch.training.trial import pretrained_entry
+
+    spec = load_spec(write(tmp_path, budget={"pt_epochs": 2}))
+    cfg = plan(spec, only="finetune")[0].config
+    seen = []
+    entry = pretrained_entry(cfg, lambda m, trainer: seen.append((m.epoch, trainer.optim.epochs, m.val_mae)))
+    assert [e for e, _, _ in seen] == [1, 2] and all(n == 2 for _, n, _ in seen) and not entry.hit
+    assert entry.meta["best_val"] == min(v for _, _, v in seen)
+    again = pretrained_entry(cfg, lambda *a: pytest.fail("a store hit trains nothing"))
+    assert again.hit and again.key == entry.key
