@@ -68,3 +68,7 @@ class CorruptEntryError(TlsearchError):
 
 class WandbPublishError(UserInputError):
     """A W&B report cannot be published: no API key is configured, or the project has no runs on the server yet."""
+
+
+class PretrainedFileError(UserInputError):
+    """A pre-trained model (store key, exported entry or checkpoint) is missing, ambiguous or not loadable."""

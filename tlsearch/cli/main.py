@@ -11,6 +11,8 @@ from rich.markup import escape
 
 from tlsearch import __version__
 from tlsearch.cli.data_cmd import data_app
+from tlsearch.cli.models_cmd import models_app
+from tlsearch.cli.pretrain_cmd import pretrain_cmd
 from tlsearch.cli.report_cmd import report_cmd
 from tlsearch.cli.search_cmd import resume_cmd, run_cmd, status_cmd, validate_cmd
 from tlsearch.cli.train_cmd import train_cmd
@@ -24,13 +26,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 app.command("train")(train_cmd)
 app.command("validate")(validate_cmd)
 app.command("run")(run_cmd)
 app.command("resume")(resume_cmd)
 app.command("status")(status_cmd)
 app.command("report")(report_cmd)
+app.command("pretrain")(pretrain_cmd)
 err = Console(stderr=True)
+try:  # typer >= 0.29 raises its bundled click's exceptions, not the installed click's
+    from typer._click import exceptions as _typer_click
+except ImportError:  # pragma: no cover - older typer uses the installed click
+    _typer_click = click.exceptions
+_USAGE = (click.exceptions.UsageError, _typer_click.UsageError)
+_ABORT = (click.exceptions.Abort, typer.Abort)
 
 
 def _version(value: bool) -> None:
@@ -52,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserInputError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return _exit(exc.exit_code, argv)
-    except click.exceptions.UsageError as exc:
+    except _USAGE as exc:
         exc.show()
         return _exit(2, argv)
-    except click.exceptions.Abort:
+    except _ABORT:
         err.print("aborted")
         return _exit(130, argv)
     return _exit(rc if isinstance(rc, int) else 0, argv)

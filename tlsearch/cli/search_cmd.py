@@ -20,6 +20,10 @@ def validate_cmd(
 ) -> None:
     """Check a space.yaml; print a summary or every mistake (exit code 2)."""
     s = load_spec(spec)
+    from tlsearch.search.pt_files import check_checkpoints, check_pretrained
+
+    check_pretrained(s, str(spec))
+    check_checkpoints(s, str(spec))
     if data:
         with out.status("checking the datasets ..."):
             check_datasets(s, str(spec))
@@ -41,6 +45,7 @@ def run_cmd(
     from tlsearch.search.runner import run_study
 
     s = load_spec(spec).renamed(name)
+    import_pretrained(s, str(spec))
     with out.status("checking the datasets ..."):
         check_datasets(s, str(spec))  # before Ray starts: a typo must not fail every trial
     exp = Experiment.create(s, storage)
@@ -104,3 +109,15 @@ def _print_status(exp) -> None:  # noqa: ANN001
     runs = offline_wandb(exp)
     if runs:
         out.print(f"W&B offline runs: {len(runs)} (upload: wandb sync {exp.root}/wandb/offline-run-*)")
+
+
+def import_pretrained(s, where: str, store: Optional[Path] = None) -> None:  # noqa: ANN001
+    """Check the checkpoint PT sources and import the shipped PT models (data.pretrained) into the store the
+    trials use, before anything trains."""
+    from tlsearch.search.pt_files import check_checkpoints, import_pretrained as _import
+    from tlsearch.training.store import PretrainStore
+
+    check_checkpoints(s, where)
+    st = PretrainStore(store)
+    for i, key, already in _import(s, st, where):
+        out.print(f"data.pretrained.{i}: {key[:12]} " + ("already in the store" if already else f"imported into {st.root}"))

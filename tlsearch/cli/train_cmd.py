@@ -64,7 +64,10 @@ def train_cmd(
     for name, m in rows:
         table.add_row(name, str(m["n"]), f"{m['mae']:.4g}", f"{m['rmse']:.4g}", f"{m['r2']:.3f}")
     out.print(table)
-    if result.pretrain:
+    if result.pretrain and cfg.pretrain and getattr(cfg.pretrain.sources[0], "checkpoint", None):
+        out.print(f"pre-trained weights: checkpoint {result.pretrain.sources[0]} "
+                  f"({cfg.pretrain.sources[0].checkpoint}, sha256 {result.pretrain.key[:12]})")
+    elif result.pretrain:
         p = result.pretrain
         out.print(f"pre-training: {', '.join(p.sources)}; {'reused from store' if p.store_hit else 'trained'} "
                   f"({p.pt_seconds:.1f}s, {p.epochs} epochs, {p.n_train} structures, key {p.key[:12]})")

@@ -14,7 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tlsearch.errors import UserInputError
-from tlsearch.training.config import FreezeStrategy, GraphSpec, ModelSpec, TargetSpec
+from tlsearch.search.pt_files import resolve_paths
+from tlsearch.training.config import FreezeStrategy, GraphSpec, ModelSpec, PTSource, TargetSpec
 
 
 class _Strict(BaseModel):
@@ -89,9 +90,10 @@ class SearchDims(_Strict):
 
 class DataSpec(_Strict):
     target: TargetSpec
-    pretrain_sources: list[TargetSpec] = []
+    pretrain_sources: list[PTSource] = []  # {dataset, property}, or {checkpoint, label} (docs/pretrained.md)
     mpt_properties: list[TargetSpec] = []
     eval_sets: list[TargetSpec] = []
+    pretrained: list[str] = []  # files of `tlsearch models export`, imported into the store (see docs/pretrained.md)
     pt_sample_size: Union[int, Literal["all"]] = "all"
     test_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 0
@@ -201,7 +203,8 @@ class SearchSpec(_Strict):
         return ModelSpec(backend=self.search.architecture.backend)
 
 
-_BRANCHES = {"float", "int", "bool", "str", "FloatRange", "IntRange", "ASHA", "SuccessiveHalving", "NoScheduler"}
+_BRANCHES = {"float", "int", "bool", "str", "FloatRange", "IntRange", "ASHA", "SuccessiveHalving", "NoScheduler",
+             "TargetSpec", "CheckpointSpec"}
 
 
 def _is_branch(part: object) -> bool:
@@ -275,7 +278,7 @@ def load_spec(path: str | Path) -> SearchSpec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UserInputError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
-    return spec_from_dict(data, str(path))
+    return spec_from_dict(resolve_paths(data, path.parent), str(path))
 
 
 def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> None:
@@ -288,7 +291,8 @@ def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> None:
     d = spec.data
     fields = [("data.target", d.target)]
     for section in ("pretrain_sources", "mpt_properties", "eval_sets"):
-        fields += [(f"data.{section}.{i}", t) for i, t in enumerate(getattr(d, section))]
+        fields += [(f"data.{section}.{i}", t) for i, t in enumerate(getattr(d, section))
+                   if not getattr(t, "checkpoint", None)]  # checkpoints: check_checkpoints (pt_files.py)
     by_dataset: dict[str, list[tuple[str, str]]] = {}
     for loc, t in fields:
         try:

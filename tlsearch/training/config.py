@@ -7,10 +7,10 @@ trial runs on a laptop CPU; the paper's settings are 4+4 layers, hidden 256, 500
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from tlsearch.errors import UserInputError
 from tlsearch.graphs import GraphParams
@@ -33,6 +33,32 @@ class TargetSpec(_Strict):
     @property
     def label(self) -> str:
         return f"{self.dataset}/{self.property}"
+
+
+class CheckpointSpec(_Strict):
+    """A PT source that is already trained: a tlsearch model file (``tlsearch train -o`` model.pt, or a file of
+    ``tlsearch models export``) or an ALIGNN checkpoint as alignn's trainer writes it (a folder or zip holding
+    ``config.json`` + ``best_model.pt``). ``finetune`` then starts from its weights; nothing is pre-trained."""
+
+    checkpoint: str = Field(min_length=1)
+    label: str = Field("", description="name in trials and reports (default: the file or folder name)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_label(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("label") and isinstance(data.get("checkpoint"), str):
+            data = {**data, "label": Path(data["checkpoint"]).name or data["checkpoint"]}
+        return data
+
+
+def _source_kind(v: Any) -> str:
+    return "CheckpointSpec" if isinstance(v, CheckpointSpec) or (isinstance(v, dict) and "checkpoint" in v) \
+        else "TargetSpec"
+
+
+# a pre-training source: a (dataset, property) to pre-train on, or a checkpoint to start from
+PTSource = Annotated[Union[Annotated[TargetSpec, Tag("TargetSpec")], Annotated[CheckpointSpec, Tag("CheckpointSpec")]],
+                     Discriminator(_source_kind)]
 
 
 class ModelSpec(_Strict):
@@ -70,7 +96,7 @@ class OptimSpec(_Strict):
 
 
 class PretrainSpec(_Strict):
-    sources: list[TargetSpec] = Field(min_length=1)
+    sources: list[PTSource] = Field(min_length=1)
     sample_size: Size = "all"
     val_fraction: float = Field(0.1, gt=0, lt=1)
     include_target: bool = False  # MPT: keep the FT target property in the PT set (leave-target-out otherwise)
@@ -126,6 +152,9 @@ class TrainConfig(_Strict):
                 raise ValueError(f"mode {self.mode!r} needs a 'pretrain' section with its sources")
             if self.mode == "finetune" and len(self.pretrain.sources) != 1:
                 raise ValueError("mode 'finetune' pre-trains on exactly one source; use mode 'mpt' for several")
+            if self.mode == "mpt" and any(isinstance(s, CheckpointSpec) for s in self.pretrain.sources):
+                raise ValueError("mode 'mpt' pre-trains on dataset properties; a checkpoint source is for mode "
+                                 "'finetune'")
         if self.train.freeze_depth is not None and self.train.freeze != "all_unfrozen":
             raise ValueError("give either freeze (a named strategy) or freeze_depth, not both")
         return self
@@ -157,4 +186,10 @@ def load_config(path: str | Path) -> TrainConfig:
         raise UserInputError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise UserInputError(f"{path}: expected a mapping of config sections at the top level")
+    pt = data.get("pretrain")
+    if isinstance(pt, dict) and isinstance(pt.get("sources"), list):  # checkpoint paths: relative to this file
+        data["pretrain"] = {**pt, "sources": [
+            {**s, "checkpoint": str((path.parent / s["checkpoint"]).resolve())}
+            if isinstance(s, dict) and isinstance(s.get("checkpoint"), str) and s["checkpoint"] else s
+            for s in pt["sources"]]}
     return config_from_dict(data, str(path))

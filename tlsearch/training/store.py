@@ -46,11 +46,16 @@ class PretrainStore:
         self.root = Path(root) if root is not None else cache_root() / "pretrained"
 
     @staticmethod
-    def key(material: dict[str, Any]) -> str:
+    def versions() -> dict[str, str]:
+        """The code versions a key includes (an entry made by other versions has another key)."""
         import alignn
 
-        return stable_hash({**material, "tlsearch": __version__, "alignn": getattr(alignn, "__version__", "?"),
-                            "torch": torch.__version__.split("+")[0], "format": FORMAT})
+        return {"tlsearch": __version__, "alignn": getattr(alignn, "__version__", "?"),
+                "torch": torch.__version__.split("+")[0]}
+
+    @staticmethod
+    def key(material: dict[str, Any]) -> str:
+        return stable_hash({**material, **PretrainStore.versions(), "format": FORMAT})
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.pt"
@@ -86,7 +91,7 @@ class PretrainStore:
             t1 = time.perf_counter()
             state, meta = train()
             meta = {**meta, "pt_seconds": round(time.perf_counter() - t1, 3), "material": material,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": self.versions()}
             buf = io.BytesIO()
             torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
             write_checksummed(self.path(key), buf.getvalue(), {"format": FORMAT, "key": key, "meta": meta})

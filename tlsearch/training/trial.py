@@ -25,7 +25,7 @@ from tlsearch.data import draw_sample, train_val_split
 from tlsearch.data.descriptors import descriptor_matrix
 from tlsearch.prepared import PreparedDataset, prepare
 from tlsearch.training.checkpoint import save_checkpoint
-from tlsearch.training.config import TrainConfig
+from tlsearch.training.config import CheckpointSpec, TargetSpec, TrainConfig
 from tlsearch.training.engine import Callback, EpochMetrics, Stepper, Trainer, pick_device
 from tlsearch.training.freeze import apply_freeze, trainable_prefixes
 from tlsearch.training.model import PropertyModel, count_parameters
@@ -83,13 +83,20 @@ def _prep(cfg: TrainConfig, dataset: str, prop: str) -> PreparedDataset:
 
 def _pt_sources(cfg: TrainConfig) -> list[tuple[str, str]]:
     assert cfg.pretrain is not None
-    srcs = [(s.dataset, s.property) for s in cfg.pretrain.sources]
+    srcs = [(s.dataset, s.property) for s in cfg.pretrain.sources if isinstance(s, TargetSpec)]
     if cfg.mode == "mpt" and not cfg.pretrain.include_target:
         srcs = [s for s in srcs if s != (cfg.target.dataset, cfg.target.property)] or srcs
     return srcs
 
 
-def _pretrain(cfg: TrainConfig, exclude: set[str], device: torch.device) -> StoreEntry:
+def store_for(cfg: TrainConfig) -> PretrainStore:
+    """The store a trial of ``cfg`` uses: ``store_dir``, else ``<cache_dir>/pretrained``, else the default."""
+    store_dir = cfg.store_dir or (str(Path(cfg.cache_dir) / "pretrained") if cfg.cache_dir else None)
+    return PretrainStore(store_dir)
+
+
+def _pretrain(cfg: TrainConfig, exclude: set[str], device: torch.device,
+              progress: Callback | None = None) -> StoreEntry:
     assert cfg.pretrain is not None
     pt = cfg.pretrain
     sources = _pt_sources(cfg)
@@ -107,14 +114,44 @@ def _pretrain(cfg: TrainConfig, exclude: set[str], device: torch.device) -> Stor
         seed_everything(pt.seed)
         model = PropertyModel(cfg.model, head, len(task.properties), pt.head_depth, cfg.graph.atom_features)
         trainer = Trainer(model, task, scaler, pt.optim, tr, va, device, cfg.amp, pt.seed)
-        trainer.fit()
+        trainer.fit(progress)
         meta = {"properties": list(task.properties), "scaler": scaler.to_dict(), "head": head,
                 "n_train": int(len(tr)), "n_val": int(len(va)), "epochs": trainer.epoch,
                 "best_val": trainer.best_val, "history": [m.as_dict() for m in trainer.history]}
         return model.state_dict(), meta
 
-    store_dir = cfg.store_dir or (str(Path(cfg.cache_dir) / "pretrained") if cfg.cache_dir else None)
-    return PretrainStore(store_dir).get_or_train(material, train)
+    return store_for(cfg).get_or_train(material, train)
+
+
+def _held_out_keys(cfg: TrainConfig, prep: PreparedDataset | None = None) -> set[str]:
+    """The target's held-out test structures: pre-training never sees them (leakage guard)."""
+    prep = prep or _prep(cfg, cfg.target.dataset, cfg.target.property)
+    task = single_task(prep, cfg.target.property)
+    return {task.keys[i] for i in prep.split.test}
+
+
+def pretrained_entry(cfg: TrainConfig, progress: Callback | None = None, *,
+                     prep: PreparedDataset | None = None, device: torch.device | None = None) -> StoreEntry:
+    """The PT model a ``finetune``/``mpt`` trial of ``cfg`` starts from: loaded from the store, or trained into
+    it (``progress`` sees each PT epoch then). ``tlsearch pretrain`` calls this too, so both compute one key."""
+    if cfg.pretrain is None or any(isinstance(s, CheckpointSpec) for s in cfg.pretrain.sources):
+        raise ValueError(f"mode {cfg.mode!r} with these sources pre-trains nothing (scratch, or a checkpoint source)")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = device or pick_device(cfg.device)
+    return _pretrain(cfg, _held_out_keys(cfg, prep), device, progress)
+
+
+def _from_checkpoint(cfg: TrainConfig, src: CheckpointSpec) -> tuple[StoreEntry, PretrainInfo]:
+    """A checkpoint PT source: its weights, checked against the trial's architecture; nothing is pre-trained."""
+    from tlsearch.training.pt_checkpoint import check_architecture, read_checkpoint
+
+    ckpt = read_checkpoint(src.checkpoint)
+    check_architecture(ckpt, cfg.model, cfg.graph.atom_features)
+    entry = StoreEntry(ckpt.digest[:32], ckpt.path, ckpt.state, {"head": ckpt.head, **ckpt.meta}, hit=False,
+                       wait_seconds=0.0)
+    return entry, PretrainInfo(entry.key, [src.label], False, 0.0, 0.0, int(ckpt.meta.get("epochs") or 0),
+                               int(ckpt.meta.get("n_train") or 0))
 
 
 def _init_from_pretrained(model: PropertyModel, cfg: TrainConfig, entry: StoreEntry) -> None:
@@ -123,7 +160,8 @@ def _init_from_pretrained(model: PropertyModel, cfg: TrainConfig, entry: StoreEn
     tr = cfg.train
     if tr.freeze == "new_head":
         model.replace_head("mlp")
-    elif cfg.mode == "finetune" and not tr.reinit_head:  # keep the PT property's fc, as the paper does
+    elif cfg.mode == "finetune" and not tr.reinit_head and entry.meta.get("head", "linear") == "linear":
+        # keep the PT property's fc, as the paper does (a checkpoint with another head gets a fresh one)
         model.head.load_state_dict({k[len("head."):]: v for k, v in entry.state.items() if k.startswith("head.")})
 
 
@@ -142,11 +180,14 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
 
     entry, info = None, None
     if cfg.mode != "scratch":
-        exclude = {task.keys[i] for i in prep.split.test}
-        entry = _pretrain(cfg, exclude, device)
-        m = entry.meta
-        info = PretrainInfo(entry.key, [f"{d}/{p}" for d, p in _pt_sources(cfg)], entry.hit, m["pt_seconds"],
-                            entry.wait_seconds, m["epochs"], m["n_train"])
+        src = cfg.pretrain.sources[0] if cfg.pretrain else None
+        if isinstance(src, CheckpointSpec):
+            entry, info = _from_checkpoint(cfg, src)
+        else:
+            entry = pretrained_entry(cfg, prep=prep, device=device)
+            m = entry.meta
+            info = PretrainInfo(entry.key, [f"{d}/{p}" for d, p in _pt_sources(cfg)], entry.hit, m["pt_seconds"],
+                                entry.wait_seconds, m["epochs"], m["n_train"])
 
     seed_everything(cfg.seed)
     model = PropertyModel(cfg.model, "linear", 1, atom_features=cfg.graph.atom_features)
