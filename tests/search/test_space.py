@@ -287,10 +287,11 @@ def test_strategy_cover_is_the_grid_when_each_size_has_room_for_it_else_the_fami
     from tlsearch.search.runner import strategy_cover
     from tlsearch.search.spec import IntRange, load_spec
 
-    # the quickstart: 14 trials over 2 sizes, 7 per size < 11 combinations
+    # the quickstart with 14 trials over 2 sizes: 7 per size < 11 combinations
     spec = load_spec(Path(__file__).resolve().parents[2] / "search_spaces" / "quickstart.yaml")
-    assert strategy_cover(spec) == [{"strategy": s} for s in ("scratch", "finetune", "mpt")]
-    grid = strategy_cover(spec.model_copy(update={"budget": spec.budget.model_copy(update={"trials": 22})}))
+    small = spec.model_copy(update={"budget": spec.budget.model_copy(update={"trials": 14})})
+    assert strategy_cover(small) == [{"strategy": s} for s in ("scratch", "finetune", "mpt")]
+    grid = strategy_cover(spec)  # the quickstart as shipped: 22 trials, the whole grid at each size
     assert len(grid) == 11 and grid[0] == {"strategy": "scratch"}
     assert {(c["strategy"], c["freeze"]) for c in grid[1:]} == {
         (s, f) for s in ("finetune", "mpt") for f in ("all_unfrozen", "2b", "3b", "new_head", "last_layer")}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -50,8 +50,9 @@ class IntRange(_Strict):
         return self
 
 
-FloatDim = Union[float, list[float], FloatRange]
-IntDim = Union[int, list[int], IntRange]
+# a choice list needs at least one value (an empty one passed validation and broke every trial config)
+FloatDim = Union[float, Annotated[list[float], Field(min_length=1)], FloatRange]
+IntDim = Union[int, Annotated[list[int], Field(min_length=1)], IntRange]
 
 
 class Architecture(_Strict):
@@ -77,9 +78,9 @@ class SearchDims(_Strict):
     strategy: list[Literal["scratch", "finetune", "mpt"]] = Field(["scratch", "finetune"], min_length=1)
     freeze: list[FreezeStrategy] = Field(["all_unfrozen"], min_length=1)
     freeze_depth: IntRange | None = None   # when given, a depth is searched instead of named strategies
-    reinit_head: list[bool] = [False]
+    reinit_head: list[bool] = Field([False], min_length=1)
     ft_size: list[Union[int, Literal["all"]]] = Field([100], min_length=1)
-    sampling: list[Literal["random", "stratified", "diverse"]] = ["random"]
+    sampling: list[Literal["random", "stratified", "diverse"]] = Field(["random"], min_length=1)
     ft_lr: FloatDim = 1e-3
     pt_lr: FloatDim = 1e-3
     body_lr_factor: FloatDim = 1.0
