@@ -103,8 +103,8 @@ def _size_order(size: str) -> tuple[int, float, str]:
 
 def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
     t = Table(title=title)
-    for col in ("trial", "state", "strategy", "details", "val MAE", "test MAE", "epochs"):
-        t.add_column(col, justify="right" if "MAE" in col or col == "epochs" else "left")
+    for col in ("trial", "state", "strategy", "details", "val MAE", "test MAE", "epochs"):  # wrap, never cut
+        t.add_column(col, justify="right" if "MAE" in col or col == "epochs" else "left", overflow="fold")
     for r in rows:
         t.add_row(*(str(r.get(k, "")) for k in ("trial", "state", "strategy", "details", "val", "test", "epochs")))
     return t

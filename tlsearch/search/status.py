@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tlsearch.search.experiment import Experiment
+from tlsearch.search.space import resolve
 
 
 def _trial_results(exp: Experiment) -> dict[str, dict[str, Any]]:
@@ -47,12 +48,8 @@ def study_rows(exp: Experiment) -> list[dict[str, Any]]:
     rows = []
     for t in trials:
         p = t.params
-        strategy = p.get("strategy", spec.search.strategy[0])
-        detail = []
-        for key in ("pt_source", "mpt_size", "freeze", "freeze_depth", "ft_size", "ft_lr"):
-            if key in p:
-                v = p[key]
-                detail.append(f"{key}={v:.2g}" if isinstance(v, float) else f"{key}={v}")
+        v = resolve(spec, p)
+        strategy = v["strategy"]
         value = t.value if t.value is not None and not math.isnan(t.value) else None
         r = ray_result(p)
         test = r.get("test_mae") if r.get("final") else None
@@ -63,11 +60,34 @@ def study_rows(exp: Experiment) -> list[dict[str, Any]]:
         state = t.state.name.lower()
         if state == "complete" and r and not r.get("final"):
             state = "stopped early"  # the scheduler ended it; its last validation value stands
-        rows.append({"trial": t.number, "state": state, "strategy": strategy, "details": " ".join(detail),
+        rows.append({"trial": t.number, "state": state, "strategy": strategy, "details": details(v, p),
                      "val": f"{value:.4g}" if value is not None else "", "value": value, "test": test_s,
-                     "epochs": r.get("epochs_run", r.get("training_iteration", "")),
-                     "ft_size": p.get("ft_size", spec.search.ft_size[0])})
+                     "epochs": _epochs(r), "ft_size": v["ft_size"]})
     return rows
+
+
+def details(v: dict[str, Any], params: dict[str, Any]) -> str:
+    """What tells trials apart: FT size, PT source or MPT set and freeze always (fixed ones too), then every
+    other searched value."""
+    out = [f"size={v['ft_size']}"]
+    if v["strategy"] != "scratch":
+        src = v.get("pt_source") or " + ".join(v.get("mpt_properties", []))
+        out += [f"source={' + '.join(s.split(':', 1)[-1] for s in src.split(' + '))}",
+                f"freeze={v['freeze'] if 'freeze' in v else 'depth=' + str(v['freeze_depth'])}"]
+    for key, x in v.items():
+        if key in params and key not in ("strategy", "ft_size", "pt_source", "freeze", "freeze_depth"):
+            out.append(f"{key}={x:.2g}" if isinstance(x, float) else f"{key}={x}")
+    return " ".join(out)
+
+
+def _epochs(r: dict[str, Any]) -> str:
+    """FT epochs trained, over all repeats that ran, and how many repeats: a trial stopped early ran part of its
+    first repeat only, a finished one all of them."""
+    if r.get("final"):
+        n = int(r.get("repeats", 1))
+        return f"{r.get('epochs_run', '')} ({n} repeat{'s' if n != 1 else ''})"
+    it = r.get("epoch", r.get("training_iteration"))
+    return f"{it} (1 repeat)" if it not in (None, "") else ""
 
 
 def failures(exp: Experiment) -> list[tuple[str, str]]:

@@ -1,0 +1,28 @@
+"""`tlsearch status` rows say what differs between trials, fixed dimensions included (issue 17.7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tlsearch.search.space import resolve
+from tlsearch.search.spec import load_spec
+from tlsearch.search.status import _epochs, details
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "search_spaces" / "quickstart.yaml"
+
+
+def test_details_name_size_source_and_freeze_even_when_fixed():
+    spec = load_spec(QUICKSTART)  # one PT source and one MPT set: neither is suggested, both must show
+    ft = {"strategy": "finetune", "freeze": "all_unfrozen", "ft_size": 800}
+    assert details(resolve(spec, ft), ft) == "size=800 source=flla_2015/formation_energy_per_atom freeze=all_unfrozen"
+    mpt = {"strategy": "mpt", "freeze": "new_head", "ft_size": 100}
+    line = details(resolve(spec, mpt), mpt)
+    assert line.startswith("size=100 source=elastic_tensor/K_VRH + elastic_tensor/G_VRH") and line.endswith(
+        "freeze=new_head"), line
+    assert details(resolve(spec, {"strategy": "scratch", "ft_size": 100}), {"strategy": "scratch"}) == "size=100"
+
+
+def test_epochs_say_how_many_repeats_they_cover():
+    assert _epochs({"final": True, "repeats": 2, "epochs_run": 40}) == "40 (2 repeats)"
+    assert _epochs({"epoch": 4, "training_iteration": 4}) == "4 (1 repeat)"
+    assert _epochs({}) == ""
