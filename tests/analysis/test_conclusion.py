@@ -34,3 +34,21 @@ def test_small_gains_and_spreads_keep_their_significant_digits():
     from tlsearch.analysis._analyse import pct
 
     assert [pct(x) for x in (0.0042, 0.31, 4.74, 12.4, -27.7)] == ["0.0042", "0.31", "4.7", "12", "-28"]
+
+
+def test_every_listed_size_gets_a_line_also_without_a_finished_trial():
+    """A budget that stopped every trial at one size left that size without a conclusion (issue 17.2)."""
+    import polars as pl
+
+    from tlsearch.analysis._analyse import unfinished_sizes
+
+    trials = pl.DataFrame({
+        "trial": [0, 1, 2], "ft_size": ["100", "800", "800"], "strategy": ["scratch", "scratch", "finetune"],
+        "state": ["finished", "stopped_early", "failed"], "val_mae": [0.4, 0.3516, None],
+        "test_mae": [0.45, None, None], "epochs_run": [40, 7, None]})
+    lines = unfinished_sizes(trials, "m:dielectric_constant/n", ["100", "800", "all"])
+    assert [z["ft_size"] for z in lines] == ["800", "all"]
+    assert lines[0]["conclusion"] == (
+        "dielectric_constant/n, 800 samples: no trial finished (1 failed, 1 stopped early); best partial validation "
+        "MAE so far 0.3516 (trial 1, scratch, after 7 epochs; partial, not compared with finished trials).")
+    assert lines[1]["conclusion"] == "dielectric_constant/n, all samples: no trial finished (no trial started)."

@@ -154,6 +154,27 @@ def by_size(trials: pl.DataFrame, target: str) -> list[dict[str, Any]]:
     return out
 
 
+def unfinished_sizes(trials: pl.DataFrame, target: str, sizes: list[str]) -> list[dict[str, Any]]:
+    """A conclusion line for every FT size the spec lists that has no finished trial: what ran, how it ended,
+    and the best partial validation MAE (marked as partial: never compared with finished trials)."""
+    done = set(finished(trials)["ft_size"].to_list())
+    out = []
+    for size in sizes:
+        if size in done:
+            continue
+        d = trials.filter(pl.col("ft_size") == size)
+        states = {s: n for s, n in sorted(d.group_by("state").len().iter_rows()) if n}
+        ran = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in states.items()) or "no trial started"
+        part = d.filter(pl.col("val_mae").is_not_null())
+        why = ""
+        if part.height:
+            b = best_by_val(part)
+            why = (f"; best partial validation MAE so far {b['val_mae']:.4g} (trial {b['trial']}, {b['strategy']}, "
+                   f"after {b['epochs_run'] or '?'} epochs; partial, not compared with finished trials)")
+        out.append({"ft_size": size, "conclusion": f"{short(target)}, {size} samples: no trial finished ({ran}){why}."})
+    return out
+
+
 def _stopped_transfer(trials: pl.DataFrame, size: str) -> dict[str, Any]:
     st = trials.filter((pl.col("ft_size") == size) & (pl.col("state") == "stopped_early")
                        & (pl.col("strategy") != "scratch") & pl.col("val_mae").is_not_null())

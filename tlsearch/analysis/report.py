@@ -47,7 +47,11 @@ def analyse(exp: Experiment, trials: pl.DataFrame) -> dict[str, Any]:
         imps, notes = importances(study)
     except KeyError:
         imps, notes = {"all": "the study has no trials"}, []
-    conclusions = [s["conclusion"] for s in sizes] or ["No trial has finished yet: nothing to conclude."]
+    listed = [str(x) for x in spec.search.ft_size]
+    seen = {x for x in trials["ft_size"].to_list() if x is not None}
+    lines = sizes + A.unfinished_sizes(trials, target, listed + sorted(seen - set(listed), key=A.size_key))
+    conclusions = [z["conclusion"] for z in sorted(lines, key=lambda z: A.size_key(z["ft_size"]))] or [
+        "No trial has started yet: nothing to conclude."]
     return {"experiment": spec.name, "directory": str(exp.root), "target": target,
             "selection": "validation MAE (the objective); test MAE of the selected trials is reported, never used to select",
             "repeats": spec.budget.repeats, "trials": A.counts(trials), "conclusions": conclusions,
