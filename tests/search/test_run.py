@@ -192,3 +192,30 @@ def test_successive_halving_study_screens_the_strategy_grid(tmp_path):
     rep = build_report(exp)
     c = rep.summary["compute"]
     assert c["stopped_early"] == 6 and c["ft_trial_epochs"] == 4 * 1 + 2 * 3 + 4 * 2, c  # the survivor: 2 repeats
+
+
+def test_time_budget_stops_trials_as_a_budget_not_a_crash(tmp_path):
+    """budget.time_budget_s reached while trials run: they are 'stopped: time budget' with their epochs and last
+    validation MAE, not orphans of a crashed driver marked failed (issue 17.1)."""
+    import polars as pl
+
+    env = _env(tmp_path)
+    spec = _spec(tmp_path, budget={"trials": 2, "max_epochs": 100000, "pt_epochs": 1, "repeats": 1, "time_budget_s": 90},
+                 search={**yaml.safe_load(SMOKE.read_text())["search"], "strategy": ["scratch"]})
+    try:
+        proc = _cli("run", str(spec), "--storage", str(tmp_path / "exp"), env=env)
+    finally:
+        _ray_stop(env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "orphaned" not in proc.stdout and "stopped by the study's time budget (90 s)" in proc.stdout, proc.stdout[-3000:]
+    exp = tmp_path / "exp" / "smoke"
+    _, study = _study(exp)
+    assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+    trials = pl.read_parquet(exp / "trials.parquet")
+    assert trials["state"].to_list() == ["stopped_budget"] * 2 and trials["error"].is_null().all()
+    assert (trials["epochs_run"] > 0).all() and trials["val_mae"].is_not_null().all()
+    st = _cli("status", str(exp), env=env, timeout=120)
+    assert st.stdout.count("stopped: time budget") == 2 and "fail" not in st.stdout, st.stdout
+    summary = json.loads((exp / "summary.json").read_text())
+    assert "no trial finished (2 stopped by the time budget); best partial validation MAE so far" in summary[
+        "conclusions"][0]

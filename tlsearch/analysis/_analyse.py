@@ -24,6 +24,9 @@ FREEZE_WORDS = {
 }
 
 
+STATE_WORDS = {"stopped_early": "stopped early by the scheduler", "stopped_budget": "stopped by the time budget"}
+
+
 def short(label: str | None) -> str:
     """'matminer2018:flla_2015/formation_energy_per_atom' -> 'flla_2015/formation_energy_per_atom'."""
     return "" if label is None else label.split(":", 1)[-1]
@@ -164,7 +167,7 @@ def unfinished_sizes(trials: pl.DataFrame, target: str, sizes: list[str]) -> lis
             continue
         d = trials.filter(pl.col("ft_size") == size)
         states = {s: n for s, n in sorted(d.group_by("state").len().iter_rows()) if n}
-        ran = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in states.items()) or "no trial started"
+        ran = ", ".join(f"{n} {STATE_WORDS.get(s, s)}" for s, n in states.items()) or "no trial started"
         part = d.filter(pl.col("val_mae").is_not_null())
         why = ""
         if part.height:
@@ -223,7 +226,7 @@ def failures(trials: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def counts(trials: pl.DataFrame) -> dict[str, int]:
-    c = {s: 0 for s in ("finished", "stopped_early", "failed", "running", "pending")}
+    c = {s: 0 for s in ("finished", "stopped_early", "stopped_budget", "failed", "running", "pending")}
     for s in trials["state"].to_list():
         c[s] = c.get(s, 0) + 1
     return {"total": trials.height, **c}

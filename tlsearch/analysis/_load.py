@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from tlsearch.analysis._schema import HISTORY, TRIALS, polars_schema
-from tlsearch.search.experiment import NOTE_ATTR, RAY_TRIAL_ATTR, REUSED_ATTR, Experiment
+from tlsearch.search.experiment import NOTE_ATTR, RAY_TRIAL_ATTR, REUSED_ATTR, TIME_BUDGET, Experiment
 from tlsearch.search.space import resolve
 from tlsearch.search.spec import SearchSpec
 
@@ -126,6 +126,8 @@ def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
              "PRUNED": "stopped_early"}[t.state.name]
     if state == "finished" and f is None:  # no summary: ASHA stopped it, or it errored (older experiments
         state = "stopped_early" if r and r.epochs and r.error is None else "failed"  # told Optuna COMPLETE)
+    if t.user_attrs.get(NOTE_ATTR) == TIME_BUDGET:
+        state = "stopped_budget"
     error = (r.error if r else None) if state == "failed" else None
     if state == "failed" and error is None:
         error = t.user_attrs.get(NOTE_ATTR, "failed (no error recorded)")

@@ -80,6 +80,7 @@ def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
           f"(mean +/- std over {s['repeats']} repeat(s): different FT samples and seeds, the same in every trial). "
           f"Gains are relative to the best scratch configuration, paired by repeat; positive = lower test MAE. "
           f"Trials: {c['total']} ({c['finished']} finished, {c['stopped_early']} stopped early by the scheduler, "
+          f"{c['stopped_budget']} stopped by the time budget, "
           f"{c['failed']} failed, {c['running'] + c['pending']} unfinished). Only finished trials are cited.")
     doc.h("Best strategy per FT size and family")
     for z in s["by_ft_size"]:

@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from tlsearch.search import tracking
-from tlsearch.search.experiment import NOTE_ATTR, ORPHANED, TUNE_NAME, Experiment
+from tlsearch.search.experiment import NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, TIME_BUDGET, TUNE_NAME, Experiment
 from tlsearch.search.live import LiveView
 from tlsearch.search.space import make_space
 from tlsearch.search.spec import ASHA, SearchSpec, SuccessiveHalving
@@ -186,17 +186,25 @@ def run_study(spec: SearchSpec, exp: Experiment, console: Console, address: str 
     tuner = _tuner(spec, exp, console, restore)
     results = tuner.fit()
     console.print()
-    _close_orphans(spec, exp, console)
+    _close_unfinished(spec, exp, console, {r.metrics.get("trial_id") for r in results if r.metrics})
     return results
 
 
-def _close_orphans(spec: SearchSpec, exp: Experiment, console: Console) -> None:
-    """Once Tune has finished, a trial still RUNNING in the Optuna journal was started by a driver that
-    died before Tune's last snapshot; Tune re-planned it. Mark it FAIL so the history stays truthful."""
+def _close_unfinished(spec: SearchSpec, exp: Experiment, console: Console, ended: set[str]) -> None:
+    """Once Tune has finished, a trial still RUNNING in the Optuna journal either ran in this driver until the
+    study's time budget ran out (Tune stopped it: PRUNED with its last validation value, note TIME_BUDGET) or
+    was started by a driver that died before Tune's last snapshot, and Tune re-planned it (FAIL, ORPHANED)."""
     import optuna
 
     study = optuna.load_study(study_name=spec.name, storage=exp.optuna_storage())
+    budget = spec.budget.time_budget_s
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if budget and t.user_attrs.get(RAY_TRIAL_ATTR) in ended:
+            study._storage.set_trial_user_attr(t._trial_id, NOTE_ATTR, TIME_BUDGET)
+            study.tell(t.number, state=optuna.trial.TrialState.PRUNED)
+            console.print(f"optuna trial {t.number}: stopped by the study's time budget ({budget:g} s) after "
+                          f"{len(t.intermediate_values)} epoch(s)")
+            continue
         study._storage.set_trial_user_attr(t._trial_id, NOTE_ATTR, ORPHANED)
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         console.print(f"optuna trial {t.number}: orphaned by the interrupted driver, marked failed")

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from tlsearch.search.experiment import Experiment
+from tlsearch.search.experiment import NOTE_ATTR, TIME_BUDGET, Experiment
 from tlsearch.search.space import resolve
 
 
@@ -60,6 +60,8 @@ def study_rows(exp: Experiment) -> list[dict[str, Any]]:
         state = t.state.name.lower()
         if state == "complete" and r and not r.get("final"):
             state = "stopped early"  # the scheduler ended it; its last validation value stands
+        if t.user_attrs.get(NOTE_ATTR) == TIME_BUDGET:
+            state = TIME_BUDGET
         rows.append({"trial": t.number, "state": state, "strategy": strategy, "details": details(v, p),
                      "val": f"{value:.4g}" if value is not None else "", "value": value, "test": test_s,
                      "epochs": _epochs(r), "ft_size": v["ft_size"]})
@@ -95,7 +97,7 @@ def failures(exp: Experiment) -> list[tuple[str, str]]:
 
 
 def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    done = [r for r in rows if r["value"] is not None and r["state"] in ("complete", "stopped early")]
+    done = [r for r in rows if r["value"] is not None and r["state"] in ("complete", "stopped early", TIME_BUDGET)]
     return min(done, key=lambda r: r["value"]) if done else None
 
 
