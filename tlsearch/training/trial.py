@@ -95,16 +95,24 @@ def store_for(cfg: TrainConfig) -> PretrainStore:
     return PretrainStore(store_dir)
 
 
+def pt_material(cfg: TrainConfig, exclude: set[str]) -> dict[str, Any]:
+    """Everything that determines the PT model of ``cfg`` (its store key is a hash of this)."""
+    assert cfg.pretrain is not None
+    pt = cfg.pretrain
+    return {"sources": _pt_sources(cfg), "sample_size": pt.sample_size, "val_fraction": pt.val_fraction,
+            "head": "multi" if cfg.mode == "mpt" else "linear", "head_depth": pt.head_depth,
+            "optim": pt.optim.model_dump(), "seed": pt.seed, "model": cfg.model.model_dump(),
+            "graph": cfg.graph.params().key_material(), "test_fraction": cfg.test_fraction,
+            "split_seed": cfg.split_seed, "exclude": sorted(exclude)}
+
+
 def _pretrain(cfg: TrainConfig, exclude: set[str], device: torch.device,
               progress: Callback | None = None) -> StoreEntry:
     assert cfg.pretrain is not None
     pt = cfg.pretrain
     sources = _pt_sources(cfg)
-    head = "multi" if cfg.mode == "mpt" else "linear"
-    material = {"sources": sources, "sample_size": pt.sample_size, "val_fraction": pt.val_fraction,
-                "head": head, "head_depth": pt.head_depth, "optim": pt.optim.model_dump(), "seed": pt.seed,
-                "model": cfg.model.model_dump(), "graph": cfg.graph.params().key_material(),
-                "test_fraction": cfg.test_fraction, "split_seed": cfg.split_seed, "exclude": sorted(exclude)}
+    material = pt_material(cfg, exclude)
+    head = material["head"]
 
     def train() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         task = merged_task([(_prep(cfg, d, p), p) for d, p in sources], exclude)
