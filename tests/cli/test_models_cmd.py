@@ -172,3 +172,20 @@ def test_list_names_files_that_are_not_entries(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "1 pre-trained model(s)" in out and good.key[:12] in out
     assert f"not an entry {store.root / ('b' * 32 + '.pt')}" in out
+
+
+def test_show_summarises_the_held_out_exclusion_instead_of_printing_every_key(tmp_path, capsys):
+    """A real PT entry excludes hundreds of structure keys: show says how many, --json lists them."""
+    from tlsearch.cli.main import main
+    from tlsearch.training.store import PretrainStore
+
+    import torch
+
+    store = PretrainStore(tmp_path)
+    material = {"sources": [["emt:x", "p"]], "exclude": [f"{i:032x}" for i in range(300)]}
+    store.get_or_train(material, lambda: ({"w": torch.zeros(1)}, {"epochs": 1, "best_val": 0.5, "history": []}))
+    assert main(["models", "show", store.key(material)[:8], "--store", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "material.exclude: 300 structures" in text and f"{299:032x}" not in text, text
+    assert main(["models", "show", store.key(material)[:8], "--store", str(tmp_path), "--json"]) == 0
+    assert f"{299:032x}" in capsys.readouterr().out

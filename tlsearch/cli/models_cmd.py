@@ -94,7 +94,10 @@ def show_cmd(
         typer.echo(json.dumps({"key": e.key, "path": str(e.path), "size": e.size, "meta": e.meta}, indent=1))
         return
     out.print(f"key: {e.key}\nfile: {e.path} ({_size(e.size)})\nhead: {e.head}\narchitecture: {e.architecture}")
-    for line in _lines("", e.meta):
+    material = e.meta.get("material", {})
+    shown = {**e.meta, "material": {**material, "exclude": f"{len(material.get('exclude', []))} structures (the FT "
+                                                         "targets' held-out test sets; all of them: --json)"}}
+    for line in _lines("", shown):
         out.print(escape(line), highlight=False, soft_wrap=True)
     if not key_matches(e.meta, e.key):
         out.print("[yellow]note[/]: this installation computes another key for this material (made by other "
