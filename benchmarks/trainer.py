@@ -287,7 +287,7 @@ def _tlsearch_trainer(spec: dict):
     model = PropertyModel(ModelSpec(backend="pure", edge_input_features=80, triplet_input_features=40,
                                     **SIZES[spec["size"]]))
     optim = OptimSpec(epochs=spec["epochs"], lr=LR, batch_size=BATCH, weight_decay=WD, loss="l1")
-    amp = spec.get("precision", "auto") == "auto"  # tlsearch's default: bf16 autocast where the CPU has it
+    amp = spec.get("precision", "fp32") == "bf16"  # tlsearch's default is fp32; bf16 autocast where the CPU has it
     return Trainer(model, task, scaler, optim, tr, va, torch.device("cpu"), amp=amp, seed=0), prep
 
 
@@ -449,8 +449,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--size", choices=sorted(SIZES), default="default")
     ap.add_argument("--repeats", type=int, default=1, help="runs per side, interleaved alignn, tlsearch, ...")
-    ap.add_argument("--precision", choices=["auto", "fp32"], default="auto",
-                    help="tlsearch side: auto = its default (bf16 autocast on CPUs with AVX512-BF16/AMX), fp32")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="tlsearch side: fp32 (its default) or bf16 autocast (where the CPU has AVX512-BF16/AMX)")
     ap.add_argument("--scaling", choices=["standard", "minmax"], default="standard",
                     help="tlsearch side target scaling (default: tlsearch's default, standard)")
     ap.add_argument("--profile", action="store_true", help="profile one tlsearch training epoch instead")
