@@ -38,7 +38,8 @@ def pretrain_cmd(
 ) -> None:
     """Pre-train, into the store, every PT model the study's finetune / mpt trials would ask for."""
     from tlsearch.search.pt_plan import plan
-    from tlsearch.search.spec import check_datasets, load_spec
+    from tlsearch.search.checks import check_datasets
+    from tlsearch.search.spec import load_spec
     from tlsearch.training.store import PretrainStore
 
     s = load_spec(spec)

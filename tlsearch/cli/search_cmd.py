@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from tlsearch.search.spec import check_datasets, load_spec
+from tlsearch.search.checks import check_datasets
+from tlsearch.search.spec import load_spec
 
 out = Console()
 

@@ -1,0 +1,36 @@
+"""Checks of a study's spec against the data it names (they load datasets, so they live apart from the schema)."""
+
+from __future__ import annotations
+
+from tlsearch.errors import UserInputError
+from tlsearch.search.spec import SearchSpec
+
+
+def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> None:
+    """Every dataset the spec names exists and has its property with at least one finite value, so that a
+    typo in a reference or a property fails before a study starts instead of failing every trial. The
+    references are checked first (sources, dataset names, parameters, files: nothing is loaded), then each
+    dataset is loaded once (parsed into the cache, where the trials find it again)."""
+    from tlsearch.data._registry import as_ref, get_source, load_dataset
+
+    d = spec.data
+    fields = [("data.target", d.target)]
+    for section in ("pretrain_sources", "mpt_properties", "eval_sets"):
+        fields += [(f"data.{section}.{i}", t) for i, t in enumerate(getattr(d, section))
+                   if not getattr(t, "checkpoint", None)]  # checkpoints: check_checkpoints (pt_files.py)
+    by_dataset: dict[str, list[tuple[str, str]]] = {}
+    for loc, t in fields:
+        try:
+            ref = as_ref(t.dataset)
+            get_source(ref.source).check_ref(ref)
+        except UserInputError as exc:
+            raise UserInputError(f"{where}: {loc}: {exc}") from None
+        by_dataset.setdefault(t.dataset, []).append((loc, t.property))
+    for ref_text, uses in by_dataset.items():
+        loc = uses[0][0]
+        try:
+            ds = load_dataset(ref_text)
+            for loc, prop in uses:
+                ds.with_property(prop)
+        except UserInputError as exc:
+            raise UserInputError(f"{where}: {loc}: {exc}") from None
