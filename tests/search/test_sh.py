@@ -48,6 +48,25 @@ def test_bracket_halves_by_best_value_so_far_and_keeps_at_least_one():
     assert b.halve() == (["b"], ["d"]) and b.rung() is None and b.stopped == 4
 
 
+def test_bracket_with_the_family_rule_keeps_each_familys_best_and_survives_a_restore():
+    b = _Bracket(6, [1, 3], 3.0, protect=True)
+    for t, fam in zip("abcdef", ["scratch", "ft", "ft", "ft", "mpt", "mpt"]):
+        b.add(t)
+        b.families[t] = fam
+    b.at_rung.update(a=0.9, b=0.1, c=0.2, d=0.3, e=0.8, f=0.7)
+    keep, drop = b.halve()  # top 1/3: b, c; then the best of the two families not in it: f (mpt), a (scratch)
+    assert keep == ["b", "c", "f", "a"] and sorted(drop) == ["d", "e"]
+    again = _Bracket.from_dict(b.to_dict())
+    assert again.protect and again.families == b.families
+    plain = _Bracket(6, [1, 3], 3.0)  # the default: top 1/3 only
+    for t in "abcdef":
+        plain.add(t)
+    plain.at_rung.update(a=0.9, b=0.1, c=0.2, d=0.3, e=0.8, f=0.7)
+    assert plain.halve()[0] == ["b", "c"]
+    old_state = {k: v for k, v in b.to_dict().items() if k not in ("protect", "families")}
+    assert not _Bracket.from_dict(old_state).protect  # a bracket saved by an older tlsearch
+
+
 def _formula_trainable(config: dict) -> None:
     """Checkpoints every epoch (a paused trial resumes from it); records when it runs, to count concurrency."""
     from ray import tune

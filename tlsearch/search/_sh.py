@@ -31,6 +31,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
+from tlsearch.search.space import family_key
 from tlsearch.search._sh_bracket import _Bracket, quotas, rungs
 
 __all__ = ["GroupedSH", "PauseAwareLimiter", "quotas", "rungs"]
@@ -38,11 +39,12 @@ __all__ = ["GroupedSH", "PauseAwareLimiter", "quotas", "rungs"]
 
 class GroupedSH(FIFOScheduler):
     def __init__(self, group_key: str, default_group: Any, quotas: dict[str, int], rung_epochs: list[int],
-                 eta: float, max_concurrent: int, state_path: str | None = None) -> None:
+                 eta: float, max_concurrent: int, state_path: str | None = None, protect_families: bool = False) -> None:
         super().__init__()
         self._group_key, self._default = group_key, default_group
         self._quotas, self._rungs, self._eta = dict(quotas), list(rung_epochs), eta
         self._max_concurrent = max_concurrent
+        self._protect = protect_families
         self._brackets: dict[str, list[_Bracket]] = {}
         self._of_trial: dict[str, _Bracket] = {}
         self._rank_by: str = "val_mae"
@@ -64,9 +66,11 @@ class GroupedSH(FIFOScheduler):
             group = self.group_of(trial)
             brackets = self._brackets.setdefault(group, [])
             if not brackets or brackets[-1].full():
-                brackets.append(_Bracket(max(1, self._quotas.get(group, 1)), self._rungs, self._eta))
+                brackets.append(_Bracket(max(1, self._quotas.get(group, 1)), self._rungs, self._eta,
+                                         getattr(self, "_protect", False)))
             b = self._of_trial[trial.trial_id] = brackets[-1]
             b.add(trial.trial_id)
+            b.families[trial.trial_id] = family_key(trial.config)
         return b
 
     def relocate(self, state_path: str) -> None:

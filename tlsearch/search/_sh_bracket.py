@@ -24,8 +24,10 @@ def quotas(sizes: list[Any], trials: int) -> dict[str, int]:
 
 
 class _Bracket:
-    def __init__(self, capacity: int, rung_epochs: list[int], eta: float) -> None:
+    def __init__(self, capacity: int, rung_epochs: list[int], eta: float, protect: bool = False) -> None:
         self.capacity, self.rungs, self.eta = capacity, list(rung_epochs), eta
+        self.protect = protect  # each strategy family's best at a rung goes on too
+        self.families: dict[str, str] = {}  # trial -> strategy family
         self.members: list[str] = []
         self.alive: set[str] = set()
         self.best: dict[str, float] = {}  # best validation MAE so far
@@ -51,7 +53,14 @@ class _Bracket:
     def halve(self) -> tuple[list[str], list[str]]:
         ranked = sorted(self.alive, key=lambda t: (self.at_rung[t], self.members.index(t)))
         n_keep = max(1, math.ceil(len(ranked) / self.eta))
-        keep, drop = ranked[:n_keep], ranked[n_keep:]
+        keep = ranked[:n_keep]
+        if self.protect:  # ranked best first: the first of a family not yet kept is that family's best
+            kept = {self.families.get(t) for t in keep}
+            for t in ranked[n_keep:]:
+                if self.families.get(t, t) not in kept:
+                    keep.append(t)
+                    kept.add(self.families.get(t, t))
+        drop = [t for t in ranked if t not in keep]
         self.alive, self.at_rung, self.k = set(keep), {}, self.k + 1
         self.stopped += len(drop)
         return keep, drop
@@ -64,11 +73,13 @@ class _Bracket:
     def to_dict(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "rungs": self.rungs, "eta": self.eta, "members": self.members,
                 "alive": sorted(self.alive), "best": self.best, "at_rung": self.at_rung, "k": self.k,
-                "go": sorted(self.go), "done": sorted(self.done), "stopped": self.stopped}
+                "go": sorted(self.go), "done": sorted(self.done), "stopped": self.stopped, "protect": self.protect,
+                "families": self.families}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> _Bracket:
-        b = cls(d["capacity"], d["rungs"], d["eta"])
+        b = cls(d["capacity"], d["rungs"], d["eta"], d.get("protect", False))  # older state: no family rule
+        b.families = dict(d.get("families", {}))
         b.members, b.alive, b.best, b.at_rung = list(d["members"]), set(d["alive"]), dict(d["best"]), dict(d["at_rung"])
         b.k, b.go, b.done, b.stopped = d["k"], set(d["go"]), set(d["done"]), d["stopped"]
         return b

@@ -166,7 +166,7 @@ def _scheduling(spec: SearchSpec, searcher: Any, state_path: Path) -> tuple[Any,
     if isinstance(sch, SuccessiveHalving):
         scheduler = GroupedSH("ft_size", sizes[0], quotas(sizes, spec.budget.trials),
                               rungs(sch.grace_period, sch.reduction_factor, epochs), sch.reduction_factor,
-                              res.max_concurrent, state_path=str(state_path))
+                              res.max_concurrent, state_path=str(state_path), protect_families=sch.protect_families)
         return PauseAwareLimiter(searcher, res.max_concurrent, scheduler), scheduler
     searcher = ConcurrencyLimiter(searcher, max_concurrent=res.max_concurrent)
     if isinstance(sch, ASHA):

@@ -122,6 +122,8 @@ class SuccessiveHalving(_Strict):
     type: Literal["sh"]
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3.0, gt=1)
+    # off by default: screening the grid from epoch 1 to one winner is what meets the search-efficiency target
+    protect_families: bool = False
 
 
 class NoScheduler(_Strict):
