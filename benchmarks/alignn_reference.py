@@ -93,6 +93,10 @@ def main() -> None:
     ap.add_argument("selection")
     ap.add_argument("out")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--pt-state", help="diagnostic: fine-tune from these weights (an alignn state dict saved with "
+                    "torch.save) instead of pre-training here, e.g. tlsearch's PT model mapped by transfer.py")
+    ap.add_argument("--sizes", type=int, nargs="*", help="only these FT sizes")
+    ap.add_argument("--modes", nargs="*", default=["scratch", "finetune"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sel = json.load(open(args.selection))
@@ -104,14 +108,20 @@ def main() -> None:
     torch.manual_seed(s["pt_seed"])
     pt_model = make_model(s["arch"], s["three_body_cutoff"])
     t0 = time.perf_counter()
-    pt_val, pt_epoch = fit(pt_model, graphs, y_pt, sel["pt"]["train"], sel["pt"]["val"], s["pt_epochs"], s["pt_lr"],
-                           s["pt_batch_size"], s["weight_decay"], s["pt_seed"])
+    if args.pt_state:
+        pt_model.load_state_dict(torch.load(args.pt_state, map_location="cpu", weights_only=True))
+        pt_val = _mae(pt_model, graphs, sel["pt"]["val"], y_pt, 64)  # in the given model's output units
+        print(f"reference PT: weights from {args.pt_state}", flush=True)
+    else:
+        pt_val, pt_epoch = fit(pt_model, graphs, y_pt, sel["pt"]["train"], sel["pt"]["val"], s["pt_epochs"],
+                               s["pt_lr"], s["pt_batch_size"], s["weight_decay"], s["pt_seed"])
+        print(f"reference PT: val MAE {pt_val:.4f} (best epoch {pt_epoch}) in {time.perf_counter() - t0:.0f}s",
+              flush=True)
     pt_state = {k: t.clone() for k, t in pt_model.state_dict().items()}
-    print(f"reference PT: val MAE {pt_val:.4f} (best epoch {pt_epoch}) in {time.perf_counter() - t0:.0f}s", flush=True)
     results = []
     y = {k: float(v) for k, v in sel["target"]["y"].items()}
-    for draw in sel["draws"]:
-        for mode in ("scratch", "finetune"):
+    for draw in [d for d in sel["draws"] if not args.sizes or d["size"] in args.sizes]:
+        for mode in args.modes:
             t0 = time.perf_counter()
             torch.manual_seed(draw["seed"])
             model = make_model(s["arch"], s["three_body_cutoff"])
