@@ -73,8 +73,8 @@ def details(v: dict[str, Any], params: dict[str, Any]) -> str:
     other searched value."""
     out = [f"size={v['ft_size']}"]
     if v["strategy"] != "scratch":
-        src = v.get("pt_source") or " + ".join(v.get("mpt_properties", []))
-        out += [f"source={' + '.join(s.split(':', 1)[-1] for s in src.split(' + '))}",
+        srcs = [v["pt_source"]] if v.get("pt_source") else v.get("mpt_properties", [])
+        out += [f"source={'+'.join(s.rsplit('/', 1)[-1] for s in srcs)}",  # property names: the table is narrow
                 f"freeze={v['freeze'] if 'freeze' in v else 'depth=' + str(v['freeze_depth'])}"]
     for key, x in v.items():
         if key in params and key not in ("strategy", "ft_size", "pt_source", "freeze", "freeze_depth"):
