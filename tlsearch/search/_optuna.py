@@ -4,6 +4,7 @@ sampler that spreads the FT size evenly."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 from optuna.exceptions import UpdateFinishedTrialError
@@ -12,7 +13,8 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tlsearch.search.experiment import FINAL_ATTR, NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, REPLANNED_ATTR, REUSED_ATTR
+from tlsearch.search.experiment import (FINAL_ATTR, NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, REPLANNED_ATTR, REUSED_ATTR,
+                                       TIME_BUDGET)
 
 TPE_TRIES = 3  # repeated suggestions answered from history before the next asks sample at random
 MAX_TRIES = 12  # then the repeat runs (the space is exhausted, or nearly)
@@ -105,11 +107,20 @@ class ResumableOptunaSearch(OptunaSearch):
         except UpdateFinishedTrialError:
             pass
 
+    budget_deadline: float | None = None  # set by the runner when budget.time_budget_s is
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         # Ray tells an errored trial COMPLETE with its last value; a trial that raised or diverged is a FAIL
         # (TPE must not learn from it as if it had finished, and the report must list it as failed)
         try:
             ot_trial = self._ot_trials.get(trial_id)
+            deadline = getattr(self, "budget_deadline", None)
+            if (ot_trial is not None and not error and not (result or {}).get("final") and deadline is not None
+                    and time.time() >= deadline - 2.0):  # Tune ended it when the study's time budget ran out
+                ot_trial.set_user_attr(NOTE_ATTR, TIME_BUDGET)
+                self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+                del self._ot_trials[trial_id]
+                return
             if ot_trial is not None and not error and result and result.get("final"):
                 ot_trial.set_user_attr(FINAL_ATTR, True)
             super().on_trial_complete(trial_id, None if error else result, error)

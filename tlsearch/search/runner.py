@@ -6,6 +6,7 @@ searcher state."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,8 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     searcher = ResumableOptunaSearch(make_space(spec), metric=METRIC, mode=MODE, sampler=sampler,
                                      study_name=spec.name, storage=exp.optuna_storage(), seed=seed,
                                      max_trials=spec.budget.trials)
+    if spec.budget.time_budget_s:  # Tune's clock starts with fit(), moments from now
+        searcher.budget_deadline = time.time() + spec.budget.time_budget_s
     searcher, scheduler = _scheduling(spec, searcher, exp.root / SH_STATE)
     tune_config = TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
                              num_samples=spec.budget.trials, time_budget_s=spec.budget.time_budget_s,
@@ -202,9 +205,12 @@ def _close_unfinished(spec: SearchSpec, exp: Experiment, console: Console, ended
         if budget and t.user_attrs.get(RAY_TRIAL_ATTR) in ended:
             study._storage.set_trial_user_attr(t._trial_id, NOTE_ATTR, TIME_BUDGET)
             study.tell(t.number, state=optuna.trial.TrialState.PRUNED)
-            console.print(f"optuna trial {t.number}: stopped by the study's time budget ({budget:g} s) after "
-                          f"{len(t.intermediate_values)} epoch(s)")
             continue
         study._storage.set_trial_user_attr(t._trial_id, NOTE_ATTR, ORPHANED)
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         console.print(f"optuna trial {t.number}: orphaned by the interrupted driver, marked failed")
+    # the searcher notes the trials Tune told it complete once the budget had run out, this function the rest
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get(NOTE_ATTR) == TIME_BUDGET:
+            console.print(f"optuna trial {t.number}: stopped by the study's time budget ({budget:g} s) after "
+                          f"{len(t.intermediate_values)} epoch(s)")
