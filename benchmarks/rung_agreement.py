@@ -42,7 +42,8 @@ def main() -> None:
                    if (early[a] - early[b]) * (final[a] - final[b]) < 0]
             pairs += len(list(itertools.combinations(early, 2)))
             reversed_pairs += len(rev)
-            print(f"  at epoch {epoch}: " + " < ".join(f"{f} {v:.4g}" for f, v in sorted(early.items(), key=lambda kv: kv[1]))
+            order = sorted(early.items(), key=lambda kv: kv[1])
+            print(f"  at epoch {epoch}: " + " < ".join(f"{f} {v:.4g}" for f, v in order)
                   + (f"  REVERSED: {'; '.join(f'{a} vs {b}' for a, b in rev)}" if rev else "  (same order)"))
     print(f"{reversed_pairs} of {pairs} family pairs judged at a rung were ordered the other way at the end")
     print(f"RATIO rung_family_pairs_reversed_pct={100.0 * reversed_pairs / pairs if pairs else 0.0:.1f}")

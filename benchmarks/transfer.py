@@ -60,7 +60,8 @@ def select(args: argparse.Namespace) -> dict:
         for d in range(n):
             sample = draw_sample(prep.split.pool, size, "random", seed=d, targets=task.y[:, 0])
             tr, va = train_val_split(sample, 0.1, seed=d)
-            draws.append({"size": size, "draw": d, "seed": d, "train": [ids[i] for i in tr], "val": [ids[i] for i in va]})
+            draws.append({"size": size, "draw": d, "seed": d, "train": [ids[i] for i in tr],
+                          "val": [ids[i] for i in va]})
     exclude = {task.keys[i] for i in prep.split.test}
     src = prepare(SOURCE["dataset"], GraphParams(), prop=SOURCE["property"])
     pt_task = merged_task([(src, SOURCE["property"])], exclude)
@@ -108,9 +109,9 @@ def tlsearch_arm(selection: Path, out: Path, threads: int, workdir: Path) -> Non
                     cfg["pretrain"] = pretrain
                 r = train_trial(config_from_dict(cfg))
                 pred = pl.read_parquet(r.predictions)
-                same = (sorted(pred.filter(pl.col("split") == "val")["id"].to_list()) == sorted(i[2:] for i in draw["val"])
-                        and sorted(pred.filter(pl.col("split") == "test")["id"].to_list())
-                        == sorted(i[2:] for i in sel["target"]["test"]))
+                took = {part: sorted(pred.filter(pl.col("split") == part)["id"].to_list()) for part in ("val", "test")}
+                same = (took["val"] == sorted(i[2:] for i in draw["val"])
+                        and took["test"] == sorted(i[2:] for i in sel["target"]["test"]))
                 row = {"mode": mode + ("-bf16" if amp else ""), "size": draw["size"], "draw": draw["draw"],
                        "test_mae": r.test["mae"], "val_mae": r.val["mae"], "best_epoch": r.best_epoch,
                        "seconds": r.seconds, "same_ids": same}
@@ -121,7 +122,8 @@ def tlsearch_arm(selection: Path, out: Path, threads: int, workdir: Path) -> Non
                 pt = (f", PT {'from the store' if r.pretrain.store_hit else 'trained'} ({r.pretrain.pt_seconds:.0f}s, "
                       f"{r.pretrain.n_train} structures)") if r.pretrain else ""
                 print(f"tlsearch  {row['mode']:9s} size {draw['size']:4d} draw {draw['draw']}: test MAE "
-                      f"{row['test_mae']:.4f} (val {row['val_mae']:.4f}, best epoch {r.best_epoch}, {r.seconds:.0f}s{pt})"
+                      f"{row['test_mae']:.4f} (val {row['val_mae']:.4f}, best epoch {r.best_epoch}, "
+                      f"{r.seconds:.0f}s{pt})"
                       f"{'' if same else ' IDS DIFFER FROM THE REFERENCE'}", flush=True)
                 json.dump({"results": results}, open(out, "w"))
 
@@ -162,11 +164,13 @@ def report(args: argparse.Namespace, sel: dict, tls: list[dict], ref: list[dict]
             paired = [x / y for x, y in zip(s, f)]
             print(f"  size {size:4d} PT gain {arm:9s}: scratch/PT->FT {statistics.mean(s) / statistics.mean(f):.3f} "
                   f"(paired {statistics.mean(paired):.3f} +/- {_sd(paired):.3f})")
-            ratios.append((f"{'' if arm == 'tlsearch' else 'ref_'}pt_gain_at_{size}", statistics.mean(s) / statistics.mean(f)))
+            name = f"{'' if arm == 'tlsearch' else 'ref_'}pt_gain_at_{size}"
+            ratios.append((name, statistics.mean(s) / statistics.mean(f)))
         bf = _stats(tls, "scratch-bf16", size)
         if bf:
             fp = _stats(tls, "scratch", size)
-            print(f"  size {size:4d} tlsearch scratch bf16 autocast {statistics.mean(bf):.4f} +/- {_sd(bf):.4f} vs fp32 "
+            print(f"  size {size:4d} tlsearch scratch bf16 autocast {statistics.mean(bf):.4f} +/- {_sd(bf):.4f} "
+                  "vs fp32 "
                   f"{statistics.mean(fp):.4f} +/- {_sd(fp):.4f}")
             ratios.append((f"bf16_vs_fp32_{size}", statistics.mean(bf) / statistics.mean(fp)))
     if not all(r.get("same_ids", True) for r in tls):
@@ -211,9 +215,9 @@ def main() -> None:
 
     env = {**os.environ, **env_threads, "PYTHONUNBUFFERED": "1"}
     procs = [
-        subprocess.Popen([sys.executable, str(here / "alignn_reference.py"), str(sel_path), str(work / "reference.json"),
-                          "--threads", str(args.threads)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env=env),
+        subprocess.Popen([sys.executable, str(here / "alignn_reference.py"), str(sel_path),
+                          str(work / "reference.json"), "--threads", str(args.threads)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env),
         subprocess.Popen([sys.executable, __file__, "--arm", "tlsearch", "--selection", str(sel_path),
                           "--out", str(work / "tlsearch.json"), "--threads", str(args.threads)],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env),

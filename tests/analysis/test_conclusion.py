@@ -49,6 +49,6 @@ def test_every_listed_size_gets_a_line_also_without_a_finished_trial():
     lines = unfinished_sizes(trials, "m:dielectric_constant/n", ["100", "800", "all"])
     assert [z["ft_size"] for z in lines] == ["800", "all"]
     assert lines[0]["conclusion"] == (
-        "dielectric_constant/n, 800 samples: no trial finished (1 failed, 1 stopped early by the scheduler); best partial validation "
-        "MAE so far 0.3516 (trial 1, scratch, after 7 epochs; partial, not compared with finished trials).")
+        "dielectric_constant/n, 800 samples: no trial finished (1 failed, 1 stopped early by the scheduler); best partial "
+        "validation MAE so far 0.3516 (trial 1, scratch, after 7 epochs; partial, not compared with finished trials).")
     assert lines[1]["conclusion"] == "dielectric_constant/n, all samples: no trial finished (no trial started)."

@@ -200,7 +200,8 @@ def test_time_budget_stops_trials_as_a_budget_not_a_crash(tmp_path):
     import polars as pl
 
     env = _env(tmp_path)
-    spec = _spec(tmp_path, budget={"trials": 2, "max_epochs": 100000, "pt_epochs": 1, "repeats": 1, "time_budget_s": 90},
+    budget = {"trials": 2, "max_epochs": 100000, "pt_epochs": 1, "repeats": 1, "time_budget_s": 90}
+    spec = _spec(tmp_path, budget=budget,
                  search={**yaml.safe_load(SMOKE.read_text())["search"], "strategy": ["scratch"]},
                  scheduler={"type": "none"})  # only the budget stops them (ASHA would stop one at a rung)
     try:
