@@ -25,3 +25,16 @@ def test_epochs_say_how_many_repeats_they_cover():
     assert _epochs({"final": True, "repeats": 2, "epochs_run": 40}) == "40 (2 repeats)"
     assert _epochs({"epoch": 4, "training_iteration": 4}) == "4 (1 repeat)"
     assert _epochs({}) == ""
+
+
+def test_best_lines_never_compare_validation_errors_across_sizes():
+    """The quickstart's status named the 800-structure trial 'best so far' over the 100-structure ones."""
+    from tlsearch.search.status import best_lines
+
+    row = {"state": "complete", "strategy": "scratch", "test": "0.3"}
+    rows = [{**row, "trial": 0, "ft_size": 100, "value": 0.55, "val": "0.55", "details": "size=100"},
+            {**row, "trial": 1, "ft_size": 800, "value": 0.16, "val": "0.16", "details": "size=800"}]
+    lines = best_lines(rows)
+    assert not any("best so far" in line for line in lines), lines
+    assert [line.split(":")[0].strip() for line in lines] == ["best at FT size 100", "best at FT size 800"]
+    assert best_lines(rows[:1]) == ["best so far: trial 0 scratch size=100 val MAE 0.55"]

@@ -90,21 +90,13 @@ def _report(exp) -> None:  # noqa: ANN001
 
 def _print_status(exp) -> None:  # noqa: ANN001
     from tlsearch.search.live import trials_table
-    from tlsearch.search.status import best, failures, offline_wandb, study_rows
+    from tlsearch.search.status import best_lines, failures, offline_wandb, study_rows
 
     rows = study_rows(exp)
     spec = exp.spec()
     out.print(trials_table(rows, f"{spec.name}: {len(rows)} of {spec.budget.trials} trials (val MAE, lower is better)"))
-    b = best(rows)
-    if b:
-        out.print(f"best so far: trial {b['trial']} {b['strategy']} {b['details']} val MAE {b['val']}")
-    sizes = sorted({r["ft_size"] for r in rows if r.get("ft_size") is not None}, key=str)
-    if len(sizes) > 1:  # validation MAEs of different FT sizes are not comparable: best per size too
-        for size in sizes:
-            bs = best([r for r in rows if r.get("ft_size") == size])
-            if bs:
-                out.print(f"  best at FT size {size}: trial {bs['trial']} {bs['strategy']} {bs['details']} "
-                          f"val MAE {bs['val']}" + (f", test MAE {bs['test']}" if bs["test"] else ""))
+    for line in best_lines(rows):
+        out.print(line)
     for name, err in failures(exp):
         out.print(f"[red]failed[/] {name}: {err}")
     runs = offline_wandb(exp)

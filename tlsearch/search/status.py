@@ -101,5 +101,21 @@ def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(done, key=lambda r: r["value"]) if done else None
 
 
+def best_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The best trial so far; with several FT sizes the best per size only (their validation MAEs are not
+    comparable: the smaller sample has the higher error whatever the strategy)."""
+    sizes = sorted({r["ft_size"] for r in rows if r.get("ft_size") is not None}, key=str)
+    if len(sizes) <= 1:
+        b = best(rows)
+        return [f"best so far: trial {b['trial']} {b['strategy']} {b['details']} val MAE {b['val']}"] if b else []
+    out = []
+    for size in sizes:
+        bs = best([r for r in rows if r.get("ft_size") == size])
+        if bs:
+            out.append(f"  best at FT size {size}: trial {bs['trial']} {bs['strategy']} {bs['details']} "
+                       f"val MAE {bs['val']}" + (f", test MAE {bs['test']}" if bs["test"] else ""))
+    return out
+
+
 def offline_wandb(exp: Experiment) -> list[Path]:
     return sorted(exp.root.rglob("offline-run-*/run-*.wandb"))
