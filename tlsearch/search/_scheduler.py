@@ -42,6 +42,7 @@ class GroupedASHA(FIFOScheduler):
         # itself (it would cut a finished trial just before its summary)
         for bracket in getattr(s, "_brackets", []):
             bracket._rungs = [(m, r) for m, r in bracket._rungs if m < self._last_epoch]
+        self._rung_epochs = {m for b in getattr(s, "_brackets", []) for m, _ in b._rungs}  # the same in every ASHA
         metric, mode = self._metric_mode
         if metric or mode:
             s.set_search_properties(metric, mode)
@@ -77,8 +78,7 @@ class GroupedASHA(FIFOScheduler):
         """The trial that is its family's best so far at this rung continues, whatever ASHA decided."""
         metric, mode = self._metric_mode
         epoch, value = result.get("training_iteration"), result.get(metric or "")
-        rung_epochs = {m for b in getattr(s, "_brackets", []) for m, _ in b._rungs}
-        if not getattr(self, "_protect", False) or epoch not in rung_epochs or value is None:
+        if not getattr(self, "_protect", False) or epoch not in getattr(self, "_rung_epochs", ()) or value is None:
             return decision
         key = (self.group_of(trial), family_key(trial.config), int(epoch))
         best = self._family_best.get(key)
