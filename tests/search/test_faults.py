@@ -343,3 +343,63 @@ def test_driver_sigkill_mid_bracket_resume_keeps_successive_halving(tmp_path):
             iterations[rows[0]["trial_id"]] = sorted({r["training_iteration"] for r in rows})
     assert len(iterations) >= 3  # (see above: a trial stopped at the resume may have no row in the directory)
     _check_wandb(exp, iterations)
+
+
+def _lose_wandb_tail(exp: Path, run_id: str, keep: list[dict], env: dict) -> None:
+    """The state a SIGKILL leaves when it hits a trial's W&B run in the window between Tune writing result.json
+    and the W&B writer writing the run: the trial's offline runs are replaced by one holding only ``keep``
+    (an empty list: a run with no history), written by wandb itself."""
+    import shutil
+
+    for d in _wandb_runs(exp).get(run_id, []):
+        shutil.rmtree(d)
+    code = ("import json, sys, wandb\n"
+            "run = wandb.init(project='tlsearch-smoke', group='smoke', id=sys.argv[1], dir=sys.argv[2], "
+            "mode='offline', settings=wandb.Settings(console='off', silent=True, disable_git=True))\n"
+            "for row in json.loads(sys.argv[3]):\n"
+            "    run.log({'epoch': row['epoch'], 'training_iteration': row['training_iteration'],"
+            " 'val_mae': row['val_mae']}, step=row['training_iteration'])\n"
+            "run.finish()\n")
+    proc = subprocess.run([sys.executable, "-c", code, run_id, str(exp), json.dumps(keep)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_resume_backfills_wandb_of_trials_that_never_report_again(tmp_path):
+    """Deterministic form of the SIGKILL window of the bracket test: trials whose result.json holds epochs
+    that their W&B runs lost, and that the resumed driver never runs again (they ended under the killed
+    driver). After `tlsearch resume`, each trial's W&B history holds every iteration of its result.json
+    exactly once: one trial lost its whole run, one has a run with no history (the failure seen under load:
+    `steps [], iterations reported [1]`), one kept only its first epoch, one lost nothing."""
+    env = _env(tmp_path)
+    data = _spec_data(trials=4, max_epochs=3, pt_epochs=2)
+    data["scheduler"] = {"type": "none"}
+    spec = tmp_path / "space.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    exp = tmp_path / "exp" / "smoke"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "tlsearch.cli.main", "run", str(spec), "--storage",
+                               str(tmp_path / "exp")], env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        _ray_stop(env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = {}
+    for d in exp.glob("tune/t*/"):
+        rows = [r for r in _rows(d / "result.json") if not r.get("final")]
+        results[rows[0]["trial_id"]] = rows
+    assert len(results) == 4 and all(len(rows) == 3 for rows in results.values()), results
+    lost_run, empty_run, first_only, intact = sorted(results)
+    for d in _wandb_runs(exp)[lost_run]:
+        import shutil
+
+        shutil.rmtree(d)
+    _lose_wandb_tail(exp, empty_run, [], env)
+    _lose_wandb_tail(exp, first_only, results[first_only][:1], env)
+    assert [h["_step"] for h in _wandb_history(_wandb_runs(exp)[first_only][0])] == [1]
+    assert _wandb_history(_wandb_runs(exp)[empty_run][0]) == []
+    _resume(exp, env)
+    iterations = {rid: sorted({r["training_iteration"] for r in _rows(exp / "tune" / ("t" + rid[-5:]) /
+                                                                         "result.json")}) for rid in results}
+    files = _check_wandb(exp, iterations)
+    # the intact trial got no second run; each damaged one got one more (resumed where W&B held a run)
+    assert files == {lost_run: 1, empty_run: 2, first_only: 2, intact: 1}, files

@@ -184,6 +184,27 @@ class WandbCallback(WandbLoggerCallback):
             super().log_trial_result(iteration, trial, result)
             s["last"] = step
 
+    def _flush_backfill(self, trial: Any) -> None:
+        """Log the result.json rows that W&B lost and that this trial will not report again: it ends here
+        without a new result (stopped at the resume, e.g. at a rung), or it ended under the killed driver and
+        is only restored as ended (never started again, so ``log_trial_result`` never runs for it)."""
+        s = self._continued(trial)
+        rows = [r for r in s["backfill"] if r["training_iteration"] > s["last"]]
+        s["backfill"] = []
+        for row in rows:
+            super().log_trial_result(row["training_iteration"], trial, row)  # starts its run if none is open
+            s["last"] = row["training_iteration"]
+
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        self._flush_backfill(trial)
+        super().log_trial_end(trial, failed)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        for trial in trials:  # every trial's W&B history ends complete, whichever driver ran its epochs
+            self._flush_backfill(trial)
+            self._signal_logging_actor_stop(trial)
+        super().on_experiment_end(trials, **info)
+
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks with the run config
         return {k: v for k, v in self.__dict__.items() if k not in ("_writer", "_steps")}
 
