@@ -97,6 +97,7 @@ def main() -> None:
                     "torch.save) instead of pre-training here, e.g. tlsearch's PT model mapped by transfer.py")
     ap.add_argument("--sizes", type=int, nargs="*", help="only these FT sizes")
     ap.add_argument("--modes", nargs="*", default=["scratch", "finetune"])
+    ap.add_argument("--pt-seed", type=int, help="diagnostic: pre-train with this seed instead of the selection's")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sel = json.load(open(args.selection))
@@ -105,6 +106,8 @@ def main() -> None:
     graphs = build_graphs(sel["atoms"], s["cutoff"], s["max_neighbors"], s["three_body_cutoff"])
     print(f"reference: {len(graphs)} graphs built with alignn's builder in {time.perf_counter() - t0:.0f}s", flush=True)
     y_pt = {k: float(v) for k, v in sel["pt"]["y"].items()}
+    if args.pt_seed is not None:
+        s["pt_seed"] = args.pt_seed
     torch.manual_seed(s["pt_seed"])
     pt_model = make_model(s["arch"], s["three_body_cutoff"])
     t0 = time.perf_counter()
