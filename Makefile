@@ -1,5 +1,6 @@
 # The two front-door commands: `make run` and `make test`. Both create .venv when missing and install
-# with constraints.txt (it pins torch: an unpinned torch pulls a multi-GB CUDA build on CPU machines).
+# with constraints.txt (exact pins of every package, written by `make lock`; it pins torch: an unpinned torch
+# pulls a multi-GB CUDA build on CPU machines).
 # A stamp per (extras, pyproject.toml, constraints.txt) makes the second call skip the install.
 
 PYTHON ?= python3
@@ -9,7 +10,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 SPEC ?= search_spaces/quickstart.yaml
 
-.PHONY: run test test-faults test-all bench install install-test clean
+.PHONY: run test test-faults test-all bench install install-test clean lock
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +53,12 @@ bench: $(VENV)/.stamp-test
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# regenerate constraints.txt (exact pins of everything a fresh install resolves) from constraints.in and
+# pyproject.toml in a throw-away venv; then run `make test` before committing the new pins
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip --disable-pip-version-check -q install -c constraints.in torch==2.13.0
+	.lock-venv/bin/python -m pip --disable-pip-version-check -q install -c constraints.in -e '.[test,dgl]'
+	.lock-venv/bin/python tools/lock.py .lock-venv/bin/python constraints.in > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .lock-venv
