@@ -4,19 +4,22 @@
 structures present in several source datasets are de-duplicated by content (their graph keys) and their
 labels merged; every source's own held-out test records and every structure of the fine-tuning target's
 held-out test set are excluded, so pre-training never sees what the target's test set will score.
+``sampled_merged_task`` is the same set for a PT sample size: it draws the sample first and builds only its graphs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tlsearch.data import draw_sample
 from tlsearch.errors import EmptyDatasetError
-from tlsearch.graphs import GraphPack
-from tlsearch.prepared import PreparedDataset
+from tlsearch.graphs import GraphCache, GraphPack, GraphParams
+from tlsearch.prepared import PreparedDataset, load_split, prepare_split
 
 
 @dataclass
@@ -73,6 +76,39 @@ def merged_task(sources: Sequence[tuple[PreparedDataset, str]], exclude_keys: se
     pack = GraphPack.from_graphs(list(order), graphs)
     atom_features = sources[0][0].params.atom_features
     return Task(pack, np.arange(len(graphs)), y, ids, props, atom_features)
+
+
+def sampled_merged_task(sources: Sequence[tuple[str, str]], exclude_keys: set[str], size: int, seed: int,
+                        params: GraphParams, *, test_fraction: float, split_seed: int,
+                        cache: str | Path | None = None) -> Task:
+    """:func:`merged_task` of a random ``size``-structure sample of the pooled ``(dataset, property)`` sources,
+    drawn before any graph is built. The candidates are the structures ``merged_task`` would pool, in its order
+    and by its rules (each source's held-out split taken on its whole dataset, ``exclude_keys`` and non-finite
+    labels left out, merged by graph key), with keys computed from the structures; the sample is
+    ``draw_sample(candidates, size, "random", seed)``; graphs are built for the drawn structures only (every
+    source record of one, so labels merge as before)."""
+    gc = GraphCache(params, root=cache)
+    keys: dict[tuple[str, str], str] = {}  # (dataset, record id) -> graph key: a dataset may be several sources
+    loaded, eligible = [], []
+    for dataset, prop in sources:
+        ds, split = load_split(dataset, prop, test_fraction, split_seed, cache)
+        values = ds.values(prop)
+        ok: dict[int, str] = {}
+        for i in split.pool:
+            rec = ds.records[i]
+            if (str(ds.ref), rec.id) not in keys:
+                keys[str(ds.ref), rec.id] = gc.key(rec.atoms)
+            key = keys[str(ds.ref), rec.id]
+            if key not in exclude_keys and np.isfinite(values[i]):
+                ok[int(i)] = key
+        loaded.append((ds, split))
+        eligible.append(ok)
+    candidates = list(dict.fromkeys(k for ok in eligible for k in ok.values()))
+    drawn = {candidates[j] for j in draw_sample(np.arange(len(candidates)), size, "random", seed=seed)}
+    # a drawn structure whose graph fails is dropped here (prepare leaves it out): the set may be short of size
+    preps = [prepare_split(ds, split, params, cache, keep=[i for i, k in ok.items() if k in drawn])
+             for (ds, split), ok in zip(loaded, eligible)]
+    return merged_task([(prep, prop) for prep, (_, prop) in zip(preps, sources)], exclude_keys)
 
 
 @dataclass

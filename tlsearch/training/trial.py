@@ -30,7 +30,7 @@ from tlsearch.training.engine import Callback, EpochMetrics, Stepper, Trainer, p
 from tlsearch.training.freeze import apply_freeze, trainable_prefixes
 from tlsearch.training.model import PropertyModel, count_parameters
 from tlsearch.training.store import PretrainStore, StoreEntry
-from tlsearch.training.tasks import Scaler, merged_task, single_task
+from tlsearch.training.tasks import Scaler, merged_task, sampled_merged_task, single_task
 
 
 def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -103,7 +103,9 @@ def pt_material(cfg: TrainConfig, exclude: set[str]) -> dict[str, Any]:
             "head": "multi" if cfg.mode == "mpt" else "linear", "head_depth": pt.head_depth,
             "optim": pt.optim.model_dump(), "seed": pt.seed, "model": cfg.model.model_dump(),
             "graph": cfg.graph.params().key_material(), "test_fraction": cfg.test_fraction,
-            "split_seed": cfg.split_seed, "exclude": sorted(exclude)}
+            "split_seed": cfg.split_seed, "exclude": sorted(exclude),
+            # a sample is drawn before graphs are built (graph failures leave the draw): not the older models
+            **({"sample_before_graphs": True} if pt.sample_size != "all" else {})}
 
 
 def _pretrain(cfg: TrainConfig, exclude: set[str], device: torch.device,
@@ -115,8 +117,12 @@ def _pretrain(cfg: TrainConfig, exclude: set[str], device: torch.device,
     head = material["head"]
 
     def train() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        task = merged_task([(_prep(cfg, d, p), p) for d, p in sources], exclude)
-        sample = draw_sample(np.arange(len(task)), pt.sample_size, "random", seed=pt.seed)
+        if pt.sample_size == "all":
+            task = merged_task([(_prep(cfg, d, p), p) for d, p in sources], exclude)
+        else:  # the sample is drawn first and only its graphs are built
+            task = sampled_merged_task(sources, exclude, pt.sample_size, pt.seed, cfg.graph.params(),
+                                       test_fraction=cfg.test_fraction, split_seed=cfg.split_seed, cache=cfg.cache_dir)
+        sample = np.arange(len(task))  # all of it, or the drawn sample
         tr, va = train_val_split(sample, pt.val_fraction, seed=pt.seed)
         scaler = Scaler.fit(task.y[tr], pt.optim.scaling)
         seed_everything(pt.seed)
