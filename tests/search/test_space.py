@@ -278,7 +278,8 @@ def test_tpe_study_covers_the_space_and_every_trial_maps_to_a_train_config():
             assert cfg.train.optim.lr == pytest.approx(t.params["ft_lr"])
             assert cfg.train.optim.batch_size == t.params["batch_size"] and cfg.train.optim.batch_size % 8 == 0
             if cfg.mode == "mpt":
-                assert 2 <= len(cfg.pretrain.sources) <= 3 and spec.data.target not in cfg.pretrain.sources
+                assert 2 <= len(cfg.pretrain.sources) <= 3
+                assert spec.data.target.label not in [src.label for src in cfg.pretrain.sources]
     best = study.best_trial.params
     assert best["strategy"] == "finetune"  # the formula's optimum is found
 

@@ -4,6 +4,7 @@ line, and no input makes the loader raise anything but UserInputError. Pure Pyth
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def test_shipped_spec_loads_and_maps_to_train_configs(path):
             cfg = train_config(spec, trial.params)
             assert isinstance(cfg, TrainConfig)
             assert cfg.mode == strategy
-            assert cfg.target == spec.data.target
+            # the trial trains the spec's target (its dataset and property; a label is the spec's only)
+            assert cfg.target.model_dump() == spec.data.target.model_dump(exclude={"name"})
             assert (cfg.pretrain is None) == (strategy == "scratch")
             assert cfg.train.optim.epochs == spec.budget.max_epochs
 
@@ -321,3 +323,66 @@ def test_renamed_spec_takes_the_name_everywhere_and_rejects_a_bad_one():
     assert s.renamed("other-1").model_dump(exclude={"name"}) == s.model_dump(exclude={"name"})
     with pytest.raises(UserInputError, match="--name: 'a b' is not a valid study name"):
         s.renamed("a b")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a data entry's label (issue 17.10): the name a reader sees, never what identifies the data
+
+LABELLED = {"name": "k", "search": {"strategy": ["scratch", "finetune", "mpt"]},
+            "data": {"target": {"dataset": "folder:/some/path", "property": "target", "label": "K_VRH (MP)"},
+                     "pretrain_sources": [{"dataset": "folder:/g", "property": "target", "label": "G (MP)"}],
+                     "mpt_properties": [{"dataset": "folder:/some/path", "property": "target"},
+                                        {"dataset": "folder:/g", "property": "target"},
+                                        {"dataset": "folder:/gap", "property": "target", "label": "gap"}],
+                     "eval_sets": [{"dataset": "folder:/2d", "property": "gap", "label": "2D gap"}]}}
+
+
+def test_a_data_label_names_the_data_and_leaves_its_identity_alone():
+    s = spec_from_dict(copy.deepcopy(LABELLED))
+    d = s.data
+    assert d.target.label == "folder:/some/path/target" and d.target.name == "K_VRH (MP)"
+    assert d.names() == {"folder:/some/path/target": "K_VRH (MP)", "folder:/g/target": "G (MP)",
+                         "folder:/gap/target": "gap", "folder:/2d/gap": "2D gap"}
+    # the target is still left out of the MPT candidates although only its target entry carries the label
+    assert [p.label for p in s.mpt_candidates] == ["folder:/g/target", "folder:/gap/target"]
+    # trial configs (and so every cache and PT store key) are those of the unlabelled spec
+    plain = copy.deepcopy(LABELLED)
+    for v in plain["data"].values():
+        for e in v if isinstance(v, list) else [v]:
+            e.pop("label", None)
+    p = spec_from_dict(plain)
+    assert p.data.names() == {} and p.data.target.name is None
+    for params in ({"strategy": "scratch"}, {"strategy": "finetune"}, {"strategy": "mpt"}):
+        assert train_config(s, params).model_dump() == train_config(p, params).model_dump()
+    # spec.json keeps the label (written as `label`) and is unchanged for a spec without one
+    assert SearchSpec.model_validate_json(s.model_dump_json()) == s
+    assert s.model_dump()["data"]["target"] == {"dataset": "folder:/some/path", "property": "target",
+                                                "label": "K_VRH (MP)"}
+    assert p.model_dump()["data"]["target"] == {"dataset": "folder:/some/path", "property": "target"}
+    assert s.renamed("k2").data == s.data
+
+
+@pytest.mark.parametrize("where, label", [("target", ""), ("target", "   "), ("eval_sets", ""), ("target", 3)])
+def test_a_bad_data_label_is_an_error_naming_the_field(where, label):
+    data = copy.deepcopy(LABELLED)
+    entry = data["data"][where] if where == "target" else data["data"][where][0]
+    entry["label"] = label
+    loc = "data.target.label" if where == "target" else "data.eval_sets.0.label"
+    with pytest.raises(UserInputError, match=rf"^space\.yaml: {re.escape(loc)}: ") as exc:
+        spec_from_dict(data)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda d: d["mpt_properties"][1].update(label="other"),
+     "space.yaml: data: mpt_properties.1.label 'other' and pretrain_sources.0.label 'G (MP)' name the same data "
+     "(folder:/g/target)"),
+    (lambda d: d["eval_sets"][0].update(label="gap"),
+     "space.yaml: data: eval_sets.0.label 'gap' also names folder:/gap/target (mpt_properties.2)"),
+])
+def test_a_label_names_one_dataset_property(change, needle):
+    data = copy.deepcopy(LABELLED)
+    change(data["data"])
+    with pytest.raises(UserInputError) as exc:
+        spec_from_dict(data)
+    assert needle in str(exc.value), str(exc.value)

@@ -38,3 +38,17 @@ def test_best_lines_never_compare_validation_errors_across_sizes():
     assert not any("best so far" in line for line in lines), lines
     assert [line.split(":")[0].strip() for line in lines] == ["best at FT size 100", "best at FT size 800"]
     assert best_lines(rows[:1]) == ["best so far: trial 0 scratch size=100 val MAE 0.55"]
+
+
+def test_status_rows_name_sources_by_their_label(tmp_path):
+    """A data entry's `label:` names its PT source or MPT set in the rows (issue 17.10); without one, the
+    property name as before."""
+    from tests.analysis.test_labels import SPEC, fake_experiment, unlabelled
+    from tlsearch.search.status import study_rows
+
+    rows = {r["strategy"]: r["details"] for r in study_rows(fake_experiment(tmp_path / "a", SPEC))}
+    assert rows["finetune"] == "size=100 source=G_VRH (MP) freeze=all_unfrozen", rows
+    assert rows["mpt"] == "size=100 source=G_VRH (MP)+band gap (MP) freeze=all_unfrozen", rows
+    plain = {r["strategy"]: r["details"] for r in study_rows(fake_experiment(tmp_path / "b", unlabelled(SPEC)))}
+    assert plain["finetune"] == "size=100 source=target freeze=all_unfrozen", plain
+    assert plain["mpt"] == "size=100 source=target+target freeze=all_unfrozen", plain

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from typing import Any
 
@@ -27,9 +28,22 @@ FREEZE_WORDS = {
 STATE_WORDS = {"stopped_early": "stopped early by the scheduler", "stopped_budget": "stopped by the time budget"}
 
 
-def short(label: str | None) -> str:
-    """'matminer2018:flla_2015/formation_energy_per_atom' -> 'flla_2015/formation_energy_per_atom'."""
-    return "" if label is None else label.split(":", 1)[-1]
+def short(label: str | None, names: dict[str, str] | None = None) -> str:
+    """The name a reader sees for a dataset property: its ``label:`` in the spec (``names``: ``dataset/property``
+    -> label), else the reference without its source: 'matminer2018:flla_2015/formation_energy_per_atom' ->
+    'flla_2015/formation_energy_per_atom'."""
+    if label is None:
+        return ""
+    return (names or {}).get(label) or label.split(":", 1)[-1]
+
+
+def family_name(family: str | None, names: dict[str, str] | None = None) -> str | None:
+    """A strategy family as a reader sees it: 'PT->FT(folder:/data/g/target)' -> 'PT->FT(G_VRH (MP))' for the
+    labelled data; unchanged without labels (trials.parquet and summary.json keep the family itself)."""
+    m = re.fullmatch(r"(PT->FT|MPT)\((.*)\)", family or "")
+    if not m or not names:
+        return family
+    return f"{m.group(1)}({' + '.join(names.get(p, p) for p in m.group(2).split(' + '))})"
 
 
 def size_key(size: str) -> tuple[int, float]:
@@ -86,12 +100,12 @@ def _ranking(df: pl.DataFrame, col: str, scratch: dict[str, Any] | None) -> list
     return sorted(out, key=lambda e: e["val_mae"])
 
 
-def describe(r: dict[str, Any]) -> str:
+def describe(r: dict[str, Any], names: dict[str, str] | None = None) -> str:
     """One line a materials scientist can read: the strategy of a trial."""
     if r["strategy"] == "scratch":
         return f"training from scratch, lr {r['ft_lr']:.1e}"
-    src = (f"PT on {short(r['pt_source'])}" if r["strategy"] == "finetune"
-           else f"MPT on {' + '.join(short(p) for p in (r['mpt_properties'] or '').split(' + '))}")
+    src = (f"PT on {short(r['pt_source'], names)}" if r["strategy"] == "finetune"
+           else f"MPT on {' + '.join(short(p, names) for p in (r['mpt_properties'] or '').split(' + '))}")
     fr = r["freeze"] or ""
     words = FREEZE_WORDS.get(fr, f"the first {fr[6:]} blocks frozen" if fr.startswith("depth=") else fr)
     head = ", head re-initialised" if r.get("reinit_head") else ""
@@ -99,23 +113,28 @@ def describe(r: dict[str, Any]) -> str:
 
 
 def _mae(r: dict[str, Any]) -> str:
-    return f"{r['test_mae']:.4g} +/- {r['test_mae_std']:.2g}" if r["repeats"] and r["repeats"] > 1 else f"{r['test_mae']:.4g}"
+    if r["repeats"] and r["repeats"] > 1:
+        return f"{r['test_mae']:.4g} +/- {r['test_mae_std']:.2g}"
+    return f"{r['test_mae']:.4g}"
 
 
 def conclusion(target: str, size: str, best: dict[str, Any], scratch: dict[str, Any] | None,
-               best_tl: dict[str, Any] | None, stopped_tl: dict[str, Any] | None = None) -> str:
+               best_tl: dict[str, Any] | None, stopped_tl: dict[str, Any] | None = None,
+               names: dict[str, str] | None = None) -> str:
     """``stopped_tl``: transfer trials the scheduler (ASHA or successive halving) stopped at this size
-    ({"n", "epochs", "val_mae"}), said when none finished, so the reader learns why there is no comparison."""
-    head = f"{short(target)}, {size} samples: "
+    ({"n", "epochs", "val_mae"}), said when none finished, so the reader learns why there is no comparison.
+    ``names``: the spec's data labels (``dataset/property`` -> label)."""
+    head = f"{short(target, names)}, {size} samples: "
     reps = f"{best['repeats']} repeat{'s' if best['repeats'] != 1 else ''}"
     if best["strategy"] != "scratch":
         if scratch is None:
-            return head + f"{describe(best)} is best (test MAE {_mae(best)}, {reps}); no scratch trial finished at this size to compare with."
+            return head + (f"{describe(best, names)} is best (test MAE {_mae(best)}, {reps}); no scratch trial "
+                           "finished at this size to compare with.")
         g = gain_pct(best, scratch)
         spread = f" +/- {pct(g['std'])} %" if g["std"] is not None else ""
         verb = "beats" if g["mean"] >= 0 else "trails"
         note = "" if _clear(g) else "; within the spread of the repeats: not a clear difference"
-        return (head + f"{describe(best)} {verb} scratch by {pct(abs(g['mean']))} %{spread} ({reps}; test MAE "
+        return (head + f"{describe(best, names)} {verb} scratch by {pct(abs(g['mean']))} %{spread} ({reps}; test MAE "
                 f"{_mae(best)} vs {_mae(scratch)}{note}).")
     if best_tl is None:
         why = ""
@@ -124,17 +143,17 @@ def conclusion(target: str, size: str, best: dict[str, Any], scratch: dict[str, 
             why = (f" ({n} {'was' if n == 1 else 'were'} stopped early by the scheduler after "
                    f"{stopped_tl['epochs']} epochs, "
                    f"behind the trials recorded at that epoch; best validation MAE then {stopped_tl['val_mae']:.4g})")
-        return (head + f"{describe(best)} is best (test MAE {_mae(best)}, {reps}); "
+        return (head + f"{describe(best, names)} is best (test MAE {_mae(best)}, {reps}); "
                 f"no transfer trial finished at this size{why}.")
     g = gain_pct(best_tl, best)
     spread = f" +/- {pct(g['std'])} %" if g["std"] is not None else ""
     note = "" if _clear(g) else " (within the spread of the repeats: not a clear difference)"
     rel = "worse" if g["mean"] < 0 else "better on the test set, though not by validation"
-    return (head + f"{describe(best)} is best (test MAE {_mae(best)}, {reps}); the best transfer strategy, "
-            f"{describe(best_tl)}, is {pct(abs(g['mean']))} %{spread} {rel}{note}.")
+    return (head + f"{describe(best, names)} is best (test MAE {_mae(best)}, {reps}); the best transfer strategy, "
+            f"{describe(best_tl, names)}, is {pct(abs(g['mean']))} %{spread} {rel}{note}.")
 
 
-def by_size(trials: pl.DataFrame, target: str) -> list[dict[str, Any]]:
+def by_size(trials: pl.DataFrame, target: str, names: dict[str, str] | None = None) -> list[dict[str, Any]]:
     fin = finished(trials)
     out = []
     for size in sorted(fin["ft_size"].unique().to_list(), key=size_key):
@@ -152,12 +171,13 @@ def by_size(trials: pl.DataFrame, target: str) -> list[dict[str, Any]]:
             "freeze_ranking": _ranking(tl, "freeze", scratch),
             "sampling_ranking": _ranking(d, "sampling", scratch),
             "best_pt_source": _pick(d, "finetune", scratch), "best_mpt_set": _pick(d, "mpt", scratch),
-            "conclusion": conclusion(target, size, best, scratch, best_tl, _stopped_transfer(trials, size)),
+            "conclusion": conclusion(target, size, best, scratch, best_tl, _stopped_transfer(trials, size), names),
         })
     return out
 
 
-def unfinished_sizes(trials: pl.DataFrame, target: str, sizes: list[str]) -> list[dict[str, Any]]:
+def unfinished_sizes(trials: pl.DataFrame, target: str, sizes: list[str],
+                     names: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """A conclusion line for every FT size the spec lists that has no finished trial: what ran, how it ended,
     and the best partial validation MAE (marked as partial: never compared with finished trials)."""
     done = set(finished(trials)["ft_size"].to_list())
@@ -174,7 +194,8 @@ def unfinished_sizes(trials: pl.DataFrame, target: str, sizes: list[str]) -> lis
             b = best_by_val(part)
             why = (f"; best partial validation MAE so far {b['val_mae']:.4g} (trial {b['trial']}, {b['strategy']}, "
                    f"after {b['epochs_run'] or '?'} epochs; partial, not compared with finished trials)")
-        out.append({"ft_size": size, "conclusion": f"{short(target)}, {size} samples: no trial finished ({ran}){why}."})
+        out.append({"ft_size": size,
+                    "conclusion": f"{short(target, names)}, {size} samples: no trial finished ({ran}){why}."})
     return out
 
 

@@ -28,19 +28,21 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _fam(family: str, width: int = 34) -> str:
-    """A family label for a figure: property names only ('MPT(n + K_VRH + ...)'), wrapped."""
+def _fam(family: str, width: int = 34, names: dict[str, str] | None = None) -> str:
+    """A family label for a figure: property names only ('MPT(n + K_VRH + ...)'), or the data's labels in the
+    spec (``names``: ``dataset/property`` -> label), wrapped."""
     import re
     import textwrap
 
     m = re.fullmatch(r"(PT->FT|MPT)\((.*)\)", family)
     if not m:
         return family
-    props = " + ".join(p.rsplit("/", 1)[-1] for p in m.group(2).split(" + "))
+    props = " + ".join((names or {}).get(p) or p.rsplit("/", 1)[-1] for p in m.group(2).split(" + "))
     return "\n".join(textwrap.wrap(f"{m.group(1)}({props})", width))
 
 
-def learning_curves(curves: dict[str, list[dict[str, Any]]], target: str, path: Path) -> Path | None:
+def learning_curves(curves: dict[str, list[dict[str, Any]]], target: str, path: Path,
+                    names: dict[str, str] | None = None) -> Path | None:
     if not curves:
         return None
     plt = _plt()
@@ -48,16 +50,17 @@ def learning_curves(curves: dict[str, list[dict[str, Any]]], target: str, path: 
     for family, pts in sorted(curves.items()):
         pts = sorted(pts, key=lambda p: p["n_train"])
         ax.errorbar([p["n_train"] for p in pts], [p["test_mae"] for p in pts],
-                    yerr=[p["test_mae_std"] or 0 for p in pts], marker="o", capsize=3, label=_fam(family))
+                    yerr=[p["test_mae_std"] or 0 for p in pts], marker="o", capsize=3,
+                    label=_fam(family, names=names))
     ax.set_xscale("log")
     ax.set_xlabel("FT training structures")
-    ax.set_ylabel(f"test MAE of {short(target)}")
+    ax.set_ylabel(f"test MAE of {short(target, names)}")
     ax.set_title("Learning curves (best configuration per family, selected on validation)")
     ax.legend(fontsize=7)
     return _save(fig, path)
 
 
-def heatmap(sizes: list[dict[str, Any]], path: Path) -> Path | None:
+def heatmap(sizes: list[dict[str, Any]], path: Path, names: dict[str, str] | None = None) -> Path | None:
     families = sorted({f["family"] for s in sizes for f in s["families"]})
     if not families:
         return None
@@ -75,7 +78,7 @@ def heatmap(sizes: list[dict[str, Any]], path: Path) -> Path | None:
     vals = [v for row in grid for v in row if v == v]
     lo, span = min(vals), (max(vals) - min(vals)) or 1.0
     ax.set_xticks(range(len(cols)), labels=cols)
-    ax.set_yticks(range(len(families)), labels=[_fam(f) for f in families], fontsize=7)
+    ax.set_yticks(range(len(families)), labels=[_fam(f, names=names) for f in families], fontsize=7)
     ax.set_xlabel("FT size")
     ax.grid(False)
     for i in range(len(families)):
@@ -109,7 +112,8 @@ def freeze_effect(sizes: list[dict[str, Any]], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def parity(best: list[tuple[str, dict[str, Any], str | None]], target: str, path: Path) -> Path | None:
+def parity(best: list[tuple[str, dict[str, Any], str | None]], target: str, path: Path,
+           names: dict[str, str] | None = None) -> Path | None:
     """One panel per FT size: test predictions of the best trial (first repeat)."""
     panels = [(size, b, pl.read_parquet(p).filter(pl.col("split") == "test")) for size, b, p in best
               if p and Path(p).exists()]
@@ -122,9 +126,9 @@ def parity(best: list[tuple[str, dict[str, Any], str | None]], target: str, path
         lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.scatter(y, p, s=10, alpha=0.7)
-        ax.set_xlabel(f"DFT {short(target)}")
+        ax.set_xlabel(f"DFT {short(target, names)}")
         ax.set_ylabel("predicted")
-        ax.set_title(f"FT size {size}: trial {b['trial']}\n{_fam(b['family'])}", fontsize=8)
+        ax.set_title(f"FT size {size}: trial {b['trial']}\n{_fam(b['family'], names=names)}", fontsize=8)
     return _save(fig, path)
 
 

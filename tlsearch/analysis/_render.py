@@ -53,7 +53,7 @@ def markdown(doc: Doc, base: Path) -> str:
             out += [f"- {x}" for x in v] + [""]
         elif kind == "table":
             headers, rows = v
-            out.append("| " + " | ".join(headers) + " |")
+            out.append("| " + " | ".join(h.replace("|", "\\|") for h in headers) + " |")
             out.append("|" + "---|" * len(headers))
             out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
             out.append("")

@@ -40,8 +40,8 @@ def analyse(exp: Experiment, trials: pl.DataFrame) -> dict[str, Any]:
     import optuna
 
     spec = exp.spec()
-    target = spec.data.target.label
-    sizes = A.by_size(trials, target)
+    target, names = spec.data.target.label, spec.data.names()
+    sizes = A.by_size(trials, target, names)
     try:
         study = optuna.load_study(study_name=spec.name, storage=exp.optuna_storage())
         imps, notes = importances(study)
@@ -49,15 +49,17 @@ def analyse(exp: Experiment, trials: pl.DataFrame) -> dict[str, Any]:
         imps, notes = {"all": "the study has no trials"}, []
     listed = [str(x) for x in spec.search.ft_size]
     seen = {x for x in trials["ft_size"].to_list() if x is not None}
-    lines = sizes + A.unfinished_sizes(trials, target, listed + sorted(seen - set(listed), key=A.size_key))
+    lines = sizes + A.unfinished_sizes(trials, target, listed + sorted(seen - set(listed), key=A.size_key), names)
     conclusions = [z["conclusion"] for z in sorted(lines, key=lambda z: A.size_key(z["ft_size"]))] or [
         "No trial has started yet: nothing to conclude."]
     return {"experiment": spec.name, "directory": str(exp.root), "target": target,
-            "selection": "validation MAE (the objective); test MAE of the selected trials is reported, never used to select",
+            "selection": "validation MAE (the objective); test MAE of the selected trials is reported, "
+                         "never used to select",
             "repeats": spec.budget.repeats, "trials": A.counts(trials), "conclusions": conclusions,
-            "by_ft_size": sizes, "learning_curves": A.learning_curves(sizes), "importance": imps, "importance_notes": notes,
+            "by_ft_size": sizes, "learning_curves": A.learning_curves(sizes), "importance": imps,
+            "importance_notes": notes,
             "compute": A.compute(trials, spec.budget.repeats), "failed": A.failures(trials),
-            "eval_sets": [e.label for e in spec.data.eval_sets]}
+            "eval_sets": [e.label for e in spec.data.eval_sets], "labels": names}
 
 
 def _pm(e: dict[str, Any]) -> str:
@@ -74,19 +76,22 @@ def _gain(e: dict[str, Any]) -> str:
 def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
     doc = Doc(f"tlsearch report: {s['experiment']}")
     doc.items(s["conclusions"])
-    c = s["trials"]
-    doc.p(f"Target property: {A.short(s['target'])}. Strategies are compared per FT size; within each, the "
+    c, names = s["trials"], s.get("labels") or {}
+    doc.p(f"Target property: {A.short(s['target'], names)}. Strategies are compared per FT size; within each, the "
           f"configuration with the lowest validation MAE is selected and its held-out test MAE is reported "
           f"(mean +/- std over {s['repeats']} repeat(s): different FT samples and seeds, the same in every trial). "
           f"Gains are relative to the best scratch configuration, paired by repeat; positive = lower test MAE. "
           f"Trials: {c['total']} ({c['finished']} finished, {c['stopped_early']} stopped early by the scheduler, "
           f"{c['stopped_budget']} stopped by the time budget, "
           f"{c['failed']} failed, {c['running'] + c['pending']} unfinished). Only finished trials are cited.")
+    if names:
+        doc.p("Data labels (space.yaml): " + "; ".join(f"{n} = {ref}" for ref, n in names.items()) + ".")
     doc.h("Best strategy per FT size and family")
     for z in s["by_ft_size"]:
         doc.h(f"FT size {z['ft_size']} ({z['n_train']} training structures, {z['finished_trials']} finished trials)", 3)
         doc.table(["family", "trial", "configuration", "val MAE", "test MAE", "gain vs scratch", "R^2"],
-                  [[f["family"], f["trial"], A.describe(f), f["val_mae"], _pm(f), _gain(f), f["test_r2"]]
+                  [[A.family_name(f["family"], names), f["trial"], A.describe(f, names), f["val_mae"], _pm(f), _gain(f),
+                    f["test_r2"]]
                    for f in z["families"]])
     doc.h("Freeze strategies (transfer trials, ranked by validation MAE)")
     for z in s["by_ft_size"]:
@@ -113,15 +118,16 @@ def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
     for z in s["by_ft_size"]:
         for kind, e in (("PT source", z["best_pt_source"]), ("MPT set", z["best_mpt_set"])):
             if e:
-                what = A.short(e["pt_source"]) if kind == "PT source" else e["mpt_properties"]
+                what = (A.short(e["pt_source"], names) if kind == "PT source"
+                        else " + ".join(names.get(p, p) for p in e["mpt_properties"].split(" + ")))
                 rows.append([z["ft_size"], kind, what, e["val_mae"], _pm(e), _gain(e)])
     doc.table(["FT size", "kind", "best", "val MAE", "test MAE", "gain vs scratch"], rows)
     if not rows:
         doc.p("No transfer trial finished.")
     if s["eval_sets"]:
         doc.h("Out-of-domain evaluation sets (MAE of each family's best model)")
-        doc.table(["FT size", "family", *s["eval_sets"]],
-                  [[z["ft_size"], f["family"], *[f["eval_mae"].get(e) for e in s["eval_sets"]]]
+        doc.table(["FT size", "family", *[names.get(e, e) for e in s["eval_sets"]]],
+                  [[z["ft_size"], A.family_name(f["family"], names), *[f["eval_mae"].get(e) for e in s["eval_sets"]]]
                    for z in s["by_ft_size"] for f in z["families"]])
     doc.h("Learning curves")
     doc.img(plots.get("curves"), "Test MAE vs FT training structures, best configuration per family")
@@ -139,25 +145,27 @@ def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
     doc.img(plots.get("importance"), "Importance of each searched parameter, overall and per strategy branch")
     m = s["compute"]
     doc.h("Search progress and compute")
-    doc.items([f"FT trial-epochs spent: {m['ft_trial_epochs']} ({m['full_budget_trial_epochs']} if every trial had run "
-               f"all its epochs and repeats); early stopping saved {m['saved_by_early_stopping']} ({m['saved_pct']:.0f} %, "
-               f"{m['stopped_early']} trials stopped)",
+    doc.items([f"FT trial-epochs spent: {m['ft_trial_epochs']} ({m['full_budget_trial_epochs']} if every trial had "
+               f"run all its epochs and repeats); early stopping saved {m['saved_by_early_stopping']} "
+               f"({m['saved_pct']:.0f} %, {m['stopped_early']} trials stopped)",
                f"PT: {m['pt_models']} model(s), {m['pt_epochs']} epochs, {m['pt_seconds']:.0f} s, shared by "
                f"{m['trials_using_pt']} trials ({m['pt_epochs_per_transfer_trial']:.1f} PT epochs per transfer trial)",
                f"total trial wall time in Ray: {m['trial_seconds']:.0f} s"])
     doc.img(plots.get("progress"), "Best validation MAE so far vs trials and vs compute")
     doc.h("Failed trials")
-    doc.table(["trial", "family", "reason"], [[f["trial"], f["family"], f["error"]] for f in s["failed"]])
+    doc.table(["trial", "family", "reason"],
+              [[f["trial"], A.family_name(f["family"], names), f["error"]] for f in s["failed"]])
     if not s["failed"]:
         doc.p("None.")
     return doc
 
 
-def all_trials_table(doc: Doc, trials: pl.DataFrame) -> None:
+def all_trials_table(doc: Doc, trials: pl.DataFrame, names: dict[str, str] | None = None) -> None:
     doc.h("All trials")
     doc.table(["trial", "state", "family", "freeze", "FT size", "sampling", "ft_lr", "val MAE", "test MAE", "epochs"],
-              [[r["trial"], r["state"], r["family"], r["freeze"], r["ft_size"], r["sampling"], r["ft_lr"],
-                r["val_mae"], r["test_mae"], r["epochs_run"]] for r in trials.sort("trial").iter_rows(named=True)])
+              [[r["trial"], r["state"], A.family_name(r["family"], names), r["freeze"], r["ft_size"], r["sampling"],
+                r["ft_lr"], r["val_mae"], r["test_mae"], r["epochs_run"]]
+               for r in trials.sort("trial").iter_rows(named=True)])
     doc.p("Every column of every trial: trials.parquet (schema: docs/report.md); per-epoch history: history.parquet.")
 
 
@@ -173,15 +181,16 @@ def build_report(exp: Experiment | str | Path) -> Report:
     pdir = root / "plots"
     best = [(z["ft_size"], z["best"], trials.filter(pl.col("trial") == z["best"]["trial"])["predictions"][0])
             for z in s["by_ft_size"]]
-    plots = {"curves": P.learning_curves(s["learning_curves"], s["target"], pdir / "learning_curves.png"),
-             "heatmap": P.heatmap(s["by_ft_size"], pdir / "strategy_size_heatmap.png"),
+    names = s["labels"]
+    plots = {"curves": P.learning_curves(s["learning_curves"], s["target"], pdir / "learning_curves.png", names),
+             "heatmap": P.heatmap(s["by_ft_size"], pdir / "strategy_size_heatmap.png", names),
              "freeze": P.freeze_effect(s["by_ft_size"], pdir / "freeze_effect.png"),
-             "parity": P.parity(best, s["target"], pdir / "parity_best.png"),
+             "parity": P.parity(best, s["target"], pdir / "parity_best.png", names),
              "importance": P.importance(s["importance"], pdir / "importance.png"),
              "progress": P.progress(trials, pdir / "search_progress.png")}
     s["plots"] = {k: str(v.relative_to(root)) for k, v in plots.items() if v is not None}
     doc = document(s, plots)
-    all_trials_table(doc, trials)
+    all_trials_table(doc, trials, names)
     paths = {"summary": root / "summary.json", "md": root / "report.md", "html": root / "report.html"}
     write_atomic(paths["summary"], json.dumps(s, indent=1, default=str).encode())
     write_atomic(paths["md"], markdown(doc, root).encode())

@@ -155,15 +155,21 @@ def _grid(section: SectionDef, params: list[str], runset: Any) -> Any:
 
 
 def _intro(summary: dict[str, Any]) -> str:
-    lines = [f"Target property: `{summary.get('target', '?')}`. Strategies are compared per FT size; within "
+    from tlsearch.analysis._analyse import family_name
+
+    names = summary.get("labels") or {}  # the spec's data labels: dataset/property -> label
+    target = summary.get("target", "?")
+    shown = f"{names[target]} (`{target}`)" if target in names else f"`{target}`"
+    lines = [f"Target property: {shown}. Strategies are compared per FT size; within "
              "each, the configuration with the lowest validation MAE is selected and its held-out test MAE "
              "is reported (`tlsearch report` writes the full report and summary.json).", "",
              *[f"- {c}" for c in summary.get("conclusions", [])]]
     rows = [(z["ft_size"], z["best"]) for z in summary.get("by_ft_size", []) if z.get("best")]
     if rows:
         lines += ["", "| FT size | best family | trial | val MAE | test MAE |", "|---|---|---|---|---|"]
-        lines += [f"| {s} | {b.get('family', '')} | {b.get('trial', '')} | {_num(b.get('val_mae'))} | "
-                  f"{_num(b.get('test_mae'))}{_std(b.get('test_mae_std'))} |" for s, b in rows]
+        lines += [f"| {s} | {family_name(b.get('family', ''), names)} | {b.get('trial', '')} | "
+                  f"{_num(b.get('val_mae'))} | {_num(b.get('test_mae'))}{_std(b.get('test_mae_std'))} |"
+                  for s, b in rows]
     failed = summary.get("failed", [])
     if failed:
         lines += ["", f"{len(failed)} trial(s) failed; their errors are in report.md."]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 out = Console()
 
@@ -18,7 +19,7 @@ def print_report(experiment: Path | str, console: Console = out) -> None:
     console.print()
     console.rule("[bold]Conclusions")
     for line in rep.conclusions:
-        console.print(f"- {line}", highlight=False, soft_wrap=True)
+        console.print(f"- {escape(line)}", highlight=False, soft_wrap=True)  # a data label may hold [brackets]
     failed = rep.summary["failed"]
     if failed:
         console.print(f"{len(failed)} trial(s) failed; reasons in the report.")

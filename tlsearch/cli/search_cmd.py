@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tlsearch.search.checks import check_datasets
 from tlsearch.search.spec import load_spec
@@ -29,7 +30,8 @@ def validate_cmd(
         with out.status("checking the datasets ..."):
             check_datasets(s, str(spec))
     d = s.data
-    out.print(f"[green]ok[/] {spec}: study {s.name!r}: target {d.target.label}; strategies {s.search.strategy}; "
+    target = f"{d.target.name} ({d.target.label})" if d.target.name else d.target.label
+    out.print(f"[green]ok[/] {spec}: study {s.name!r}: target {escape(target)}; strategies {s.search.strategy}; "
               f"{s.budget.trials} trials x {s.budget.repeats} repeat(s), <= {s.budget.max_epochs} FT epochs; "
               f"scheduler {s.scheduler.type}; {s.resources.max_concurrent} concurrent trials, "
               f"{s.resources.cpus_per_trial} CPU / {s.resources.gpus_per_trial} GPU each")
@@ -96,7 +98,7 @@ def _print_status(exp) -> None:  # noqa: ANN001
     spec = exp.spec()
     out.print(trials_table(rows, f"{spec.name}: {len(rows)} of {spec.budget.trials} trials (val MAE, lower is better)"))
     for line in best_lines(rows):
-        out.print(line)
+        out.print(escape(line))
     for name, err in failures(exp):
         out.print(f"[red]failed[/] {name}: {err}")
     runs = offline_wandb(exp)

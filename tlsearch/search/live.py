@@ -9,6 +9,7 @@ from typing import Any
 from ray.tune import Callback
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -106,5 +107,7 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
     for col in ("trial", "state", "strategy", "details", "val MAE", "test MAE", "epochs"):  # wrap, never cut
         t.add_column(col, justify="right" if "MAE" in col or col == "epochs" else "left", overflow="fold")
     for r in rows:
-        t.add_row(*(str(r.get(k, "")) for k in ("trial", "state", "strategy", "details", "val", "test", "epochs")))
+        # plain text, never markup: a data label in the details may hold [brackets]
+        t.add_row(*(escape(str(r.get(k, ""))) for k in ("trial", "state", "strategy", "details", "val", "test",
+                                                          "epochs")))
     return t

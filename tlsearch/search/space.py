@@ -123,6 +123,12 @@ def resolve(spec: SearchSpec, params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _ref(entry: Any) -> dict[str, Any]:
+    """A data entry as a trial config holds it: without its label, which names the data for a reader and
+    changes nothing a trial trains (nor any cache or PT store key)."""
+    return entry.model_dump(exclude={"name"})
+
+
 def train_config(spec: SearchSpec, params: dict[str, Any], repeat: int = 0, **paths: Any) -> TrainConfig:
     """The TrainConfig of one trial (and one repeat: repeats differ in the FT sample and the seed)."""
     v = resolve(spec, params)
@@ -130,8 +136,8 @@ def train_config(spec: SearchSpec, params: dict[str, Any], repeat: int = 0, **pa
     cfg: dict[str, Any] = {
         "name": f"{spec.name}",
         "mode": v["strategy"],
-        "target": d.target.model_dump(),
-        "eval_sets": [e.model_dump() for e in d.eval_sets],
+        "target": _ref(d.target),
+        "eval_sets": [_ref(e) for e in d.eval_sets],
         "test_fraction": d.test_fraction,
         "split_seed": d.split_seed,
         "seed": spec.seed + repeat,
@@ -153,7 +159,7 @@ def train_config(spec: SearchSpec, params: dict[str, Any], repeat: int = 0, **pa
         tr["body_lr_factor"] = float(v["body_lr_factor"])
         labels = [v["pt_source"]] if v["strategy"] == "finetune" else v["mpt_properties"]
         by_label = {p.label: p for p in [*d.pretrain_sources, *d.mpt_properties]}
-        cfg["pretrain"] = {"sources": [by_label[lab].model_dump() for lab in labels],
+        cfg["pretrain"] = {"sources": [_ref(by_label[lab]) for lab in labels],
                            "sample_size": d.pt_sample_size,
                            "optim": {"epochs": b.pt_epochs, "lr": float(v["pt_lr"]), "batch_size": 32},
                            "seed": spec.seed}

@@ -14,8 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tlsearch.errors import UserInputError
+from tlsearch.search.data_spec import DataEntry, DataSpec
 from tlsearch.search.pt_files import resolve_paths
-from tlsearch.training.config import FreezeStrategy, GraphSpec, ModelSpec, PTSource, TargetSpec
+from tlsearch.training.config import FreezeStrategy, GraphSpec, ModelSpec
 
 
 class _Strict(BaseModel):
@@ -87,17 +88,6 @@ class SearchDims(_Strict):
     batch_size: IntDim = 16
     mpt_subset: MPTSubset = MPTSubset()
     architecture: Architecture = Architecture()
-
-
-class DataSpec(_Strict):
-    target: TargetSpec
-    pretrain_sources: list[PTSource] = []  # {dataset, property}, or {checkpoint, label} (docs/pretrained.md)
-    mpt_properties: list[TargetSpec] = []
-    eval_sets: list[TargetSpec] = []
-    pretrained: list[str] = []  # files of `tlsearch models export`, imported into the store (see docs/pretrained.md)
-    pt_sample_size: Union[int, Literal["all"]] = "all"
-    test_fraction: float = Field(0.1, gt=0, lt=1)
-    split_seed: int = 0
 
 
 class Budget(_Strict):
@@ -181,7 +171,7 @@ class SearchSpec(_Strict):
         if "finetune" in s.strategy and not d.pretrain_sources:
             raise ValueError("search.strategy includes 'finetune' but data.pretrain_sources is empty")
         if "mpt" in s.strategy:
-            n = len([p for p in d.mpt_properties if p != d.target])
+            n = len([p for p in d.mpt_properties if p.label != d.target.label])
             if n < s.mpt_subset.min_size:
                 raise ValueError(f"search.strategy includes 'mpt' but data.mpt_properties has {n} properties "
                                  f"other than the target, fewer than search.mpt_subset.min_size={s.mpt_subset.min_size}")
@@ -199,8 +189,9 @@ class SearchSpec(_Strict):
                                  "'_', '.' or '-'") from None
 
     @property
-    def mpt_candidates(self) -> list[TargetSpec]:
-        return [p for p in self.data.mpt_properties if p != self.data.target]
+    def mpt_candidates(self) -> list[DataEntry]:
+        """The MPT properties other than the target (same dataset and property, whatever their labels)."""
+        return [p for p in self.data.mpt_properties if p.label != self.data.target.label]
 
     def model_fixed(self) -> ModelSpec:
         return ModelSpec(backend=self.search.architecture.backend)

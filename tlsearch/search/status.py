@@ -45,7 +45,7 @@ def study_rows(exp: Experiment) -> list[dict[str, Any]]:
                 return r
         return {}
 
-    rows = []
+    rows, names = [], spec.data.names()
     for t in trials:
         p = t.params
         v = resolve(spec, p)
@@ -62,19 +62,20 @@ def study_rows(exp: Experiment) -> list[dict[str, Any]]:
             state = "stopped early"  # the scheduler ended it; its last validation value stands
         if t.user_attrs.get(NOTE_ATTR) == TIME_BUDGET:
             state = TIME_BUDGET
-        rows.append({"trial": t.number, "state": state, "strategy": strategy, "details": details(v, p),
+        rows.append({"trial": t.number, "state": state, "strategy": strategy, "details": details(v, p, names),
                      "val": f"{value:.4g}" if value is not None else "", "value": value, "test": test_s,
                      "epochs": _epochs(r), "ft_size": v["ft_size"]})
     return rows
 
 
-def details(v: dict[str, Any], params: dict[str, Any]) -> str:
+def details(v: dict[str, Any], params: dict[str, Any], names: dict[str, str] | None = None) -> str:
     """What tells trials apart: FT size, PT source or MPT set and freeze always (fixed ones too), then every
-    other searched value."""
+    other searched value. A source is named by its label in the spec (``names``: ``dataset/property`` ->
+    label), else by its property name: the table is narrow."""
     out = [f"size={v['ft_size']}"]
     if v["strategy"] != "scratch":
         srcs = [v["pt_source"]] if v.get("pt_source") else v.get("mpt_properties", [])
-        out += [f"source={'+'.join(s.rsplit('/', 1)[-1] for s in srcs)}",  # property names: the table is narrow
+        out += [f"source={'+'.join((names or {}).get(s) or s.rsplit('/', 1)[-1] for s in srcs)}",
                 f"freeze={v['freeze'] if 'freeze' in v else 'depth=' + str(v['freeze_depth'])}"]
     for key, x in v.items():
         if key in params and key not in ("strategy", "ft_size", "pt_source", "freeze", "freeze_depth"):

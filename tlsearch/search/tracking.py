@@ -45,10 +45,19 @@ def callbacks(spec: SearchSpec, exp: Experiment, console: Console) -> list[Any]:
     kwargs: dict[str, Any] = {"mode": mode, "dir": str(exp.root)}
     if spec.tracking.entity:
         kwargs["entity"] = spec.tracking.entity
+    if run_notes(spec):
+        kwargs["notes"] = run_notes(spec)
     from tlsearch.search._wandb import WandbCallback
 
     return [WandbCallback(project=spec.tracking.project, group=spec.name, log_config=True,
                           excludes=["val_mae_per_repeat", "test_mae_per_repeat"], **kwargs)]
+
+
+def run_notes(spec: SearchSpec) -> str | None:
+    """The W&B notes of every run of a study whose spec labels its data: what each label stands for (a run's
+    config holds the sampled ``pt_source``, a ``dataset/property``); None without labels."""
+    names = spec.data.names()
+    return "data labels: " + "; ".join(f"{n} = {ref}" for ref, n in names.items()) if names else None
 
 
 def announce(spec: SearchSpec, exp: Experiment, console: Console) -> None:
