@@ -16,7 +16,7 @@ from tlsearch.data import get_source, load_dataset, source_names
 from tlsearch.data.splits import split_pool
 from tlsearch.graphs import GraphParams
 
-data_app = typer.Typer(help="Datasets: list sources, prepare (parse + graphs), describe.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: list sources, prepare (parse + graphs), describe.")
 out = Console()
 
 REF_HELP = ("Dataset reference 'source:dataset[?key=value&...]', e.g. matminer2018:dielectric_constant, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import click
@@ -21,7 +22,6 @@ from tlsearch.errors import UserInputError
 app = typer.Typer(
     name="tlsearch",
     help="Find the best transfer-learning strategy for ALIGNN materials-property models.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -63,12 +63,29 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return _exit(exc.exit_code, argv)
     except _USAGE as exc:
-        exc.show()
+        err.print(f"[bold red]error:[/] {escape(usage_line(exc))}", highlight=False, soft_wrap=True)
         return _exit(2, argv)
     except _ABORT:
         err.print("aborted")
         return _exit(130, argv)
     return _exit(rc if isinstance(rc, int) else 0, argv)
+
+
+def usage_line(exc: Exception) -> str:
+    """One line for a usage mistake: which command, what is wrong, what to do (click prints four lines, and a
+    whole help screen for a missing command)."""
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "tlsearch"
+    commands = ", ".join(ctx.command.list_commands(ctx)) if hasattr(getattr(ctx, "command", None),
+                                                                     "list_commands") else ""
+    message = exc.format_message().rstrip(".") if hasattr(exc, "format_message") else str(exc)
+    if commands and message == "Missing command":
+        return f"{path}: no command given; commands: {commands}; see '{path} --help'"
+    if commands and "No such command" in message:
+        return f"{path}: {message}; commands: {commands}; see '{path} --help'"
+    usage = re.sub(r"\{(\w+)\}", lambda m: m.group(1).upper(), " ".join(ctx.command.collect_usage_pieces(ctx))) \
+        if ctx is not None else ""
+    return f"{path}: {message}; usage: {path} {usage}; see '{path} --help'"
 
 
 def _exit(code: int, argv: list[str] | None) -> int:

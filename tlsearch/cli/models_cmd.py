@@ -15,8 +15,7 @@ from rich.table import Table
 from tlsearch.cli.pretrain_cmd import store_option
 
 out = Console()
-models_app = typer.Typer(help="The pre-trained (PT) model store: list, show, export and import entries.",
-                         no_args_is_help=True)
+models_app = typer.Typer(help="The pre-trained (PT) model store: list, show, export and import entries.")
 
 
 def _store(store: Optional[Path]) -> Any:
