@@ -8,10 +8,12 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from jarvis.core.atoms import Atoms
+
+if TYPE_CHECKING:
+    from jarvis.core.atoms import Atoms
 
 from tlsearch.data._ref import DatasetRef
 from tlsearch.errors import BadReferenceError, EmptyDatasetError, UnknownChoiceError

@@ -7,11 +7,12 @@ import contextlib
 import io
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from jarvis.core.atoms import Atoms
-from jarvis.core.specie import get_node_attributes
+
+if TYPE_CHECKING:  # jarvis takes ~2.5 s to import (scipy, sklearn, pandas): only where structures are made
+    from jarvis.core.atoms import Atoms
 
 MIN_VOLUME_PER_ATOM = 1.0  # Angstrom^3; anything smaller is a broken cell
 
@@ -24,6 +25,8 @@ def atoms_from_poscar(text: str) -> Atoms:
 
 def atoms_from_pymatgen_dict(obj: Mapping[str, Any] | str) -> Atoms:
     """A ``pymatgen.core.Structure.as_dict()`` (or its Python-literal text) to jarvis Atoms, no pymatgen needed."""
+    from jarvis.core.atoms import Atoms
+
     d = ast.literal_eval(obj) if isinstance(obj, str) else obj
     lattice = np.asarray(d["lattice"]["matrix"], dtype=float)
     elements, coords = [], []
@@ -37,6 +40,8 @@ def atoms_from_pymatgen_dict(obj: Mapping[str, Any] | str) -> Atoms:
 
 
 def atoms_from_arrays(lattice: Any, frac: Any, elements: list[str]) -> Atoms:
+    from jarvis.core.atoms import Atoms
+
     return Atoms(
         lattice_mat=np.asarray(lattice, dtype=float).reshape(3, 3),
         coords=np.asarray(frac, dtype=float).reshape(-1, 3),
@@ -50,6 +55,8 @@ _KNOWN: dict[str, bool] = {}
 
 def _element_known(symbol: str) -> bool:
     if symbol not in _KNOWN:
+        from jarvis.core.specie import get_node_attributes
+
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # jarvis prints a warning per unknown element
                 feats = get_node_attributes(symbol, atom_features="cgcnn")
