@@ -107,7 +107,7 @@ def test_single_source_is_not_suggested():
 
 
 def test_freeze_depth_replaces_named_freeze():
-    spec = make_spec(search={"freeze_depth": {"low": 0, "high": 4}})
+    spec = make_spec(search={"freeze_depth": {"low": 0, "high": 3}})  # the model: embeddings + 1 + 1 layers
     params = {"strategy": "finetune", "pt_source": f"{SRC_A['dataset']}/{SRC_A['property']}", "freeze_depth": 3,
               **{k: v for k, v in TRANSFER.items() if k != "freeze"}, **COMMON}
     got = run_fixed(Space(spec), params)

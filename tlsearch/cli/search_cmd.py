@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tlsearch.search.checks import check_datasets
+from tlsearch.search.checks import check_datasets, check_environment
 from tlsearch.search.spec import load_spec
 
 out = Console()
@@ -26,6 +26,7 @@ def validate_cmd(
 
     check_pretrained(s, str(spec))
     check_checkpoints(s, str(spec))
+    check_environment(s, str(spec))
     if data:
         with out.status("checking the datasets ..."):
             check_datasets(s, str(spec))
@@ -48,6 +49,7 @@ def run_cmd(
     from tlsearch.search.runner import run_study
 
     s = load_spec(spec).renamed(name)
+    check_environment(s, str(spec), address)
     import_pretrained(s, str(spec))
     with out.status("checking the datasets ..."):
         check_datasets(s, str(spec))  # before Ray starts: a typo must not fail every trial
@@ -66,6 +68,7 @@ def resume_cmd(
     from tlsearch.search.runner import run_study
 
     exp = Experiment.open(experiment)
+    check_environment(exp.spec(), str(exp.root / "spec.json"), address)
     run_study(exp.spec(), exp, out, address=address, restore=True)
     _print_status(exp)
     _report(exp)

@@ -34,3 +34,27 @@ def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> None:
                 ds.with_property(prop)
         except UserInputError as exc:
             raise UserInputError(f"{where}: {loc}: {exc}") from None
+
+
+def check_environment(spec: SearchSpec, where: str = "space.yaml", address: str | None = None) -> None:
+    """What every trial would need from the machine: the dgl extra for the classic model or graph builder, and
+    a GPU when trials ask for one on a local Ray (a local Ray without one never schedules them: the study
+    would wait forever). On a cluster (``address``) the GPUs are on the workers, so they are not checked here."""
+    from tlsearch.graphs import dgl_available
+
+    uses = [f for f, v in (("search.architecture.backend", spec.search.architecture.backend),
+                           ("graph.builder", spec.graph.builder)) if v == "dgl"]
+    if uses and not dgl_available():
+        raise UserInputError(f"{where}: {uses[0]}: 'dgl' needs the dgl extra, which is not installed here; fix: "
+                             "pip install -c constraints.txt 'tlsearch[dgl]', or use 'pure'")
+    gpus = spec.resources.gpus_per_trial
+    if gpus > 0 and (address or spec.cluster.address) is None and not _local_gpus():
+        raise UserInputError(f"{where}: resources.gpus_per_trial: {gpus:g} but this machine has no GPU that torch "
+                             "can use, so a local Ray would never start a trial; fix: gpus_per_trial: 0, or run on "
+                             "a cluster with GPUs (cluster.address or --address)")
+
+
+def _local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

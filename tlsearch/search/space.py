@@ -12,6 +12,7 @@ import math
 from itertools import combinations
 from typing import Any
 
+from tlsearch.errors import UserInputError
 from tlsearch.search.spec import FloatRange, IntRange, SearchSpec
 from tlsearch.training.config import TrainConfig, config_from_dict
 
@@ -190,3 +191,11 @@ def check_trial_configs(spec: SearchSpec) -> None:
                 continue
             for value in _extremes(dim):
                 train_config(spec, {"strategy": strategy, name: value})
+    if s.freeze_depth is not None and set(s.strategy) - {"scratch"}:
+        deepest = max(_extremes(s.freeze_depth))
+        n_a, n_g = min(_extremes(a.alignn_layers)), min(_extremes(a.gcn_layers))
+        if deepest > 1 + n_a + n_g:
+            raise UserInputError(
+                f"search.freeze_depth: {deepest} exceeds the {1 + n_a + n_g} blocks of the smallest searched model "
+                f"(embeddings + {n_a} ALIGNN + {n_g} GCN layers); fix: freeze_depth at most {1 + n_a + n_g}, or "
+                "more layers in search.architecture")
