@@ -94,8 +94,7 @@ def _report(exp) -> None:  # noqa: ANN001
 
 
 def _print_status(exp) -> None:  # noqa: ANN001
-    from tlsearch.search.live import trials_table
-    from tlsearch.search.status import best_lines, failures, offline_wandb, study_rows
+    from tlsearch.search.status import best_lines, failures, offline_wandb, study_rows, trials_table
 
     rows = study_rows(exp)
     spec = exp.spec()

@@ -1,5 +1,5 @@
 """A compact live view of a running study (trials done / running / failed, best so far, ETA), in place of
-Ray's wall of text; and the final per-trial table."""
+Ray's wall of text (the final per-trial table is status.trials_table: `tlsearch status` must not load Ray)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from typing import Any
 from ray.tune import Callback
 from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 
@@ -100,14 +98,3 @@ class LiveView(Callback):
 
 def _size_order(size: str) -> tuple[int, float, str]:
     return (0, float(size), "") if size.isdigit() else (1, 0.0, size)
-
-
-def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
-    t = Table(title=title)
-    for col in ("trial", "state", "strategy", "details", "val MAE", "test MAE", "epochs"):  # wrap, never cut
-        t.add_column(col, justify="right" if "MAE" in col or col == "epochs" else "left", overflow="fold")
-    for r in rows:
-        # plain text, never markup: a data label in the details may hold [brackets]
-        t.add_row(*(escape(str(r.get(k, ""))) for k in ("trial", "state", "strategy", "details", "val", "test",
-                                                          "epochs")))
-    return t

@@ -7,6 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+from rich.table import Table
+
 from tlsearch.search.experiment import NOTE_ATTR, TIME_BUDGET, Experiment
 from tlsearch.search.space import resolve
 
@@ -120,3 +123,14 @@ def best_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def offline_wandb(exp: Experiment) -> list[Path]:
     return sorted(exp.root.rglob("offline-run-*/run-*.wandb"))
+
+
+def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
+    t = Table(title=title)
+    for col in ("trial", "state", "strategy", "details", "val MAE", "test MAE", "epochs"):  # wrap, never cut
+        t.add_column(col, justify="right" if "MAE" in col or col == "epochs" else "left", overflow="fold")
+    for r in rows:
+        # plain text, never markup: a data label in the details may hold [brackets]
+        t.add_row(*(escape(str(r.get(k, ""))) for k in ("trial", "state", "strategy", "details", "val", "test",
+                                                          "epochs")))
+    return t
