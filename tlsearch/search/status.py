@@ -11,22 +11,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from tlsearch.search.experiment import NOTE_ATTR, TIME_BUDGET, Experiment
+from tlsearch.search.results import match_trials, read_ray_trials
 from tlsearch.search.space import resolve
 
 
-def _trial_results(exp: Experiment) -> dict[str, dict[str, Any]]:
-    """Last reported result of each Ray trial (plus the last line of its error, if it failed), keyed by trial
-    directory."""
-    from tlsearch.analysis._load import read_ray_trials
-
-    out: dict[str, dict[str, Any]] = {}
-    for r in read_ray_trials(exp):
+def _trial_results(exp: Experiment, trials: list[Any]) -> dict[int, dict[str, Any]]:
+    """Optuna trial number -> the last result its Ray trial reported (plus the last line of its error, if it
+    failed), joined as the analysis joins them (results.match_trials)."""
+    out: dict[int, dict[str, Any]] = {}
+    for number, r in match_trials(trials, read_ray_trials(exp)).items():
         last = dict(r.last)
         # Tune writes error.txt at every failure and keeps it when a retry from the checkpoint then finishes
         # the trial (e.g. after its node died): a trial with its final summary did not fail
         if r.error is not None and r.final is None:
             last["error"] = r.error[:200]
-        out[r.dir.name] = last
+        out[number] = last
     return out
 
 
@@ -40,13 +39,7 @@ def study_rows(exp: Experiment) -> list[dict[str, Any]]:
         trials = study.trials
     except KeyError:
         trials = []
-    summaries = [r for r in _trial_results(exp).values() if r.get("config") is not None]
-
-    def ray_result(params: dict[str, Any]) -> dict[str, Any]:
-        for r in summaries:
-            if r["config"] == params:
-                return r
-        return {}
+    results = _trial_results(exp, trials)
 
     rows, names = [], spec.data.names()
     for t in trials:
@@ -54,7 +47,7 @@ def study_rows(exp: Experiment) -> list[dict[str, Any]]:
         v = resolve(spec, p)
         strategy = v["strategy"]
         value = t.value if t.value is not None and not math.isnan(t.value) else None
-        r = ray_result(p)
+        r = results.get(t.number, {})
         test = r.get("test_mae") if r.get("final") else None
         if test is not None and r.get("repeats", 1) > 1:
             test_s = f"{test:.4g} +/- {r.get('test_mae_std', 0):.2g}"
@@ -97,7 +90,8 @@ def _epochs(r: dict[str, Any]) -> str:
 
 
 def failures(exp: Experiment) -> list[tuple[str, str]]:
-    return [(name, r["error"]) for name, r in _trial_results(exp).items() if "error" in r]
+    """(trial directory, last line of its error) of every Ray trial that failed and never finished after."""
+    return [(r.dir.name, r.error[:200]) for r in read_ray_trials(exp) if r.error is not None and r.final is None]
 
 
 def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
