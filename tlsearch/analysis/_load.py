@@ -40,6 +40,13 @@ def _predictions(trial_dir: Path) -> str | None:
     return str(found[-1]) if found else None
 
 
+def _model_dir(trial_dir: Path) -> str | None:
+    """The checkpoint directory holding the trial's trained models (``model.pt``, ``model_repeat<i>.pt``): its
+    final checkpoint, which ``tlsearch predict`` takes as a model directory."""
+    found = sorted(trial_dir.glob("checkpoint_*/model.pt"))
+    return str(found[-1].parent) if found else None
+
+
 def _num(x: Any) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
@@ -82,7 +89,9 @@ def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
         "max_epochs": spec.budget.max_epochs, "pt_key": pt.get("pt_key") or None, "pt_epochs": pt.get("pt_epochs"),
         "pt_seconds": _num(pt.get("pt_seconds")), "pt_store_hit": pt.get("pt_store_hit"),
         "seconds": _num((r.last if r else {}).get("time_total_s")), "node_id": (r.last if r else {}).get("node_id"),
-        "predictions": _predictions(r.dir) if r else None, "params": json.dumps(t.params, sort_keys=True),
+        "predictions": _predictions(r.dir) if r else None,
+        "model_dir": _model_dir(r.dir) if r and state == "finished" else None,
+        "params": json.dumps(t.params, sort_keys=True),
     }
 
 

@@ -56,6 +56,8 @@ TRIALS: dict[str, tuple[pl.DataType, str]] = {
     "seconds": (pl.Float64, "wall seconds of the trial in Ray (time_total_s)"),
     "node_id": (pl.String, "Ray node that ran the trial"),
     "predictions": (pl.String, "path of the first repeat's val/test predictions (parquet), when kept"),
+    "model_dir": (pl.String, "directory of the trained model of every repeat (finished trials): "
+                             "`tlsearch predict MODEL_DIR STRUCTURES` predicts with it"),
     "params": (pl.String, "JSON of the parameters the searcher sampled"),
 }
 

@@ -4,7 +4,9 @@ It reports every epoch of the first repeat (``val_mae`` steers OptunaSearch and 
 trainer state at the end of an epoch once ``resources.checkpoint_interval_s`` passed since the last one or the
 start, at most ~5 % of the time (a restored or retried trial resumes from its last checkpoint), exports tlsearch
 metrics to Ray's metrics endpoint, and ends with one summary report: mean and spread over repeats of
-validation and held-out test metrics (the test numbers are recorded, never optimised).
+validation and held-out test metrics (the test numbers are recorded, never optimised). Its final checkpoint keeps
+the trained model of every repeat (``model.pt`` for repeat 0, ``model_repeat<i>.pt`` for repeat i: what
+``tlsearch predict`` and ``export`` use) and the first repeat's val/test predictions.
 """
 
 from __future__ import annotations
@@ -60,7 +62,18 @@ def _report(metrics: dict[str, Any], state: dict[str, Any] | None, files: dict[s
         tune.report(metrics, checkpoint=Checkpoint.from_directory(d))
 
 
-def _load_checkpoint() -> dict[str, Any] | None:
+def model_file(repeat: int) -> str:
+    """The name a repeat's trained model has in the trial's checkpoint."""
+    return "model.pt" if repeat == 0 else f"model_repeat{repeat}.pt"
+
+
+def _kept(out: str) -> dict[str, str]:
+    """The finished repeats' models (and the first repeat's predictions) in ``out``: every checkpoint carries them."""
+    return {n: os.path.join(out, n) for n in sorted(os.listdir(out)) if os.path.isfile(os.path.join(out, n))}
+
+
+def _load_checkpoint(out: str) -> dict[str, Any] | None:
+    """The state of the latest checkpoint, its finished repeats' files copied into ``out``; None without one."""
     import torch
     from ray import tune
 
@@ -68,6 +81,9 @@ def _load_checkpoint() -> dict[str, Any] | None:
     if ckpt is None:
         return None
     with ckpt.as_directory() as d:
+        for name in os.listdir(d):
+            if name != "state.pt" and os.path.isfile(os.path.join(d, name)):
+                shutil.copyfile(os.path.join(d, name), os.path.join(out, name))
         return torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=True)
 
 
@@ -137,7 +153,8 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
 
     node_id = ray.get_runtime_context().get_node_id()
     metrics = _ray_metrics()
-    state = _load_checkpoint() or {}
+    out = tempfile.mkdtemp(prefix="tls-out-")  # the finished repeats' models, the first repeat's predictions
+    state = _load_checkpoint(out) or {}
     done: list[dict[str, Any]] = state.get("done", [])
     start_repeat = len(done)
     first_epochs = state.get("first_epochs", 0)
@@ -149,11 +166,11 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
     rung_epochs = set(rungs(s.scheduler.grace_period, s.scheduler.reduction_factor, s.budget.max_epochs)
                       if isinstance(s.scheduler, SuccessiveHalving) else ())
     spent = {"report_seconds": 0.0, "checkpoint_seconds": 0.0}  # this attempt's per-epoch reporting cost
-    out = tempfile.mkdtemp(prefix="tls-out-")  # the first repeat's model and predictions, for the report
     try:
         for repeat in range(start_repeat, s.budget.repeats):
             cfg = train_config(s, config, repeat, cache_dir=paths.get("cache_dir"), store_dir=paths.get("store_dir"))
-            cfg = cfg.model_copy(update={"threads": threads, "output_dir": out if repeat == 0 else None})
+            rdir = os.path.join(out, f"repeat{repeat}")
+            cfg = cfg.model_copy(update={"threads": threads, "output_dir": rdir})
             resume = state.get("trainer") if repeat == start_repeat else None
             report_epochs = repeat == 0
 
@@ -172,7 +189,7 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
                              "pt_store_hit": pt.store_hit} if pt is not None else {}
                     _report({**m.as_dict(), **extra, "repeat": repeat, "final": False, "node_id": node_id},
                             {"done": done, "repeat": repeat, "trainer": trainer.state_dict(), "first_epochs": m.epoch}
-                            if ckpt else None)
+                            if ckpt else None, _kept(out))
                     took = time.perf_counter() - t_cb
                     if ckpt:
                         last_ckpt, ckpt_cost = time.monotonic(), took
@@ -186,11 +203,13 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
                 (metrics["pt_hits"] if result.pretrain.store_hit else metrics["pt_trained"]).inc()
             if repeat == 0:
                 first_epochs = len(result.history)
+                os.replace(os.path.join(rdir, "predictions.parquet"), os.path.join(out, "predictions.parquet"))
+            os.replace(os.path.join(rdir, "model.pt"), os.path.join(out, model_file(repeat)))
+            shutil.rmtree(rdir, ignore_errors=True)
             done.append(_record(result))
         summary = _summary(done)
         summary["epoch"] = first_epochs + 1  # one past the last epoch: ASHA's max_t leaves room for it
         summary.update(node_id=node_id, **spent)
-        _report(summary, {"done": done, "repeat": s.budget.repeats, "first_epochs": first_epochs},
-                files={n: os.path.join(out, n) for n in ("model.pt", "predictions.parquet")})
+        _report(summary, {"done": done, "repeat": s.budget.repeats, "first_epochs": first_epochs}, files=_kept(out))
     finally:
         shutil.rmtree(out, ignore_errors=True)
