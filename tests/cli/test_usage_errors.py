@@ -9,7 +9,8 @@ import sys
 import pytest
 
 CASES = [
-    ([], "tlsearch: no command given; commands: train, validate, run, resume, status, report, pretrain, data, models"),
+    ([], "tlsearch: no command given; commands: train, validate, run, resume, status, report, pretrain, predict, "
+         "export, data, models"),
     (["nope"], "tlsearch: No such command 'nope'; commands: train,"),
     (["run"], "tlsearch run: Missing argument 'spec'; usage: tlsearch run [OPTIONS] SPEC; see 'tlsearch run --help'"),
     (["run", "x.yaml", "--bogus"], "tlsearch run: No such option: --bogus; usage: tlsearch run [OPTIONS] SPEC"),
@@ -22,6 +23,9 @@ CASES = [
     (["models", "show"], "tlsearch models show: Missing argument 'key'"),
     (["pretrain"], "tlsearch pretrain: Missing argument"),
     (["train", "--epochs", "3"], "tlsearch train: No such option: --epochs"),
+    (["predict", "exp"], "tlsearch predict: Missing argument 'structures'; usage: tlsearch predict [OPTIONS] PATH "
+                         "STRUCTURES"),
+    (["export", "exp"], "tlsearch export: Missing argument 'out_dir'"),
 ]
 
 

@@ -13,6 +13,7 @@ from rich.markup import escape
 from tlsearch import __version__
 from tlsearch.cli.data_cmd import data_app
 from tlsearch.cli.models_cmd import models_app
+from tlsearch.cli.predict_cmd import export_cmd, predict_cmd
 from tlsearch.cli.pretrain_cmd import pretrain_cmd
 from tlsearch.cli.report_cmd import report_cmd
 from tlsearch.cli.search_cmd import resume_cmd, run_cmd, status_cmd, validate_cmd
@@ -34,6 +35,8 @@ app.command("resume")(resume_cmd)
 app.command("status")(status_cmd)
 app.command("report")(report_cmd)
 app.command("pretrain")(pretrain_cmd)
+app.command("predict")(predict_cmd)
+app.command("export")(export_cmd)
 err = Console(stderr=True)
 try:  # typer >= 0.29 raises its bundled click's exceptions, not the installed click's
     from typer._click import exceptions as _typer_click

@@ -8,7 +8,8 @@ from tlsearch._lazy import lazy_getattr
 
 _WHERE = {"TrainConfig": "config", "config_from_dict": "config", "load_config": "config",
           "DivergenceError": "engine", "EpochMetrics": "engine", "Trainer": "engine",
-          "PretrainStore": "store", "TrialResult": "trial", "train_trial": "trial"}
+          "PretrainStore": "store", "TrialResult": "trial", "train_trial": "trial", "load_model": "predict",
+          "export_model": "export"}
 
 __all__ = sorted(_WHERE)
 

@@ -1,0 +1,89 @@
+"""The model a study selects at each FT size, where its weights are, and the commands that use it.
+
+The selection is the report's: at each FT size, the finished trial with the lowest validation MAE (``best`` of
+:func:`tlsearch.analysis._analyse.by_size`). ``tlsearch predict`` and ``tlsearch export`` choose through here, so
+they use the model the report and summary.json name. Files only: no torch, no Ray.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tlsearch.analysis import _analyse as A
+from tlsearch.analysis._load import load_trials
+from tlsearch.errors import UserInputError
+from tlsearch.search.experiment import Experiment
+
+_METRICS = ("val_mae", "val_mae_std", "test_mae", "test_mae_std", "test_rmse", "test_r2", "val_mae_per_repeat",
+            "test_mae_per_repeat", "n_train", "n_val", "n_test", "repeats", "epochs_run")
+
+
+def commands(root: Path | str, size: str) -> dict[str, str]:
+    """The commands that predict with, and export, the model selected at FT size ``size``."""
+    q = shlex.quote(str(root))
+    return {"predict": f"tlsearch predict {q} STRUCTURES --ft-size {size} --out predictions.csv",
+            "export": f"tlsearch export {q} OUT_DIR --ft-size {size}"}
+
+
+def _pt(r: dict[str, Any]) -> dict[str, Any] | None:
+    if r["strategy"] == "scratch":
+        return None
+    sources = [r["pt_source"]] if r["strategy"] == "finetune" else (r["mpt_properties"] or "").split(" + ")
+    return {"key": r["pt_key"], "sources": sources, "epochs": r["pt_epochs"], "lr": r["pt_lr"],
+            "freeze": r["freeze"], "reinit_head": r["reinit_head"], "body_lr_factor": r["body_lr_factor"]}
+
+
+def selected(exp: Experiment, trials: pl.DataFrame, sizes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per FT size of ``sizes`` (what :func:`by_size` returned for ``trials``): the selected trial, its
+    model directory, metrics, PT lineage and the commands to use it."""
+    spec = exp.spec()
+    names = spec.data.names()
+    out = []
+    for z in sizes:
+        r = trials.filter(pl.col("trial") == z["best"]["trial"]).row(0, named=True)
+        out.append({
+            "ft_size": z["ft_size"], "trial": r["trial"], "ray_trial_id": r["ray_trial_id"], "family": r["family"],
+            "strategy": r["strategy"], "configuration": A.describe(r, names), "model_dir": r["model_dir"],
+            **{k: r[k] for k in _METRICS}, "pt": _pt(r), "experiment": spec.name, "directory": str(exp.root),
+            "target": spec.data.target.label, "target_name": A.short(spec.data.target.label, names),
+            "selection": f"lowest validation MAE of the {z['finished_trials']} finished trial(s) at FT size "
+                         f"{z['ft_size']}", "commands": commands(exp.root, z["ft_size"]),
+        })
+    return out
+
+
+def selected_models(exp: Experiment | str | Path) -> list[dict[str, Any]]:
+    """:func:`selected` of an experiment directory, read now (the study may still run)."""
+    exp = exp if isinstance(exp, Experiment) else Experiment.open(exp)
+    trials, _ = load_trials(exp)
+    spec = exp.spec()
+    return selected(exp, trials, A.by_size(trials, spec.data.target.label, spec.data.names()))
+
+
+def choose(exp: Experiment, ft_size: str | None) -> dict[str, Any]:
+    """The selected model at ``ft_size`` (default: the largest FT size with a finished trial); a size the study
+    does not have, or one without a finished trial (or without kept weights), is a UserInputError."""
+    models = selected_models(exp)
+    spec = exp.spec()
+    listed = [str(s) for s in spec.search.ft_size]
+    done = [m["ft_size"] for m in models]
+    if not models:
+        raise UserInputError(f"{exp.root}: no trial has finished yet, so there is no model to use; fix: wait for the "
+                             f"study (`tlsearch status {exp.root}`) or continue it with `tlsearch resume {exp.root}`")
+    if ft_size is None:
+        m = models[-1]  # by_size sorts the sizes ascending, 'all' last
+    elif ft_size not in done:
+        why = ("no trial finished at this size" if ft_size in listed else
+               f"the study does not search this size (its FT sizes: {', '.join(listed)})")
+        raise UserInputError(f"{exp.root}: --ft-size {ft_size}: {why}; fix: choose one of the sizes with a finished "
+                             f"trial: {', '.join(done)}")
+    else:
+        m = models[done.index(ft_size)]
+    if not m["model_dir"]:
+        raise UserInputError(f"{exp.root}: trial {m['trial']} (selected at FT size {m['ft_size']}) kept no model "
+                             "files; fix: run the study with this tlsearch version (older ones did not keep them)")
+    return m

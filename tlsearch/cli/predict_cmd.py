@@ -1,0 +1,172 @@
+"""``tlsearch predict PATH STRUCTURES`` and ``tlsearch export EXPERIMENT_DIR OUT_DIR``: use a study's winner.
+
+PATH is an experiment directory (its selected model at ``--ft-size``: the one the report names) or a model
+directory (``tlsearch export`` wrote it, or a finished trial's ``model_dir`` in trials.parquet). Predictions are the
+mean and spread over the model's repeats, one row per structure; structures that cannot be used are listed with
+their reason, the rest are predicted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tlsearch.errors import UserInputError
+
+out = Console()
+err = Console(stderr=True)
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+PROGRESS_MIN = 50  # structures: below this, no progress bar
+_WHAT = ("give an experiment directory (the one `tlsearch run` printed) or a model directory (`tlsearch export` "
+         "writes them; a finished trial's model_dir in trials.parquet is one too)")
+
+
+def resolve_model(path: Path, ft_size: str | None) -> tuple[Path, dict[str, Any] | None]:
+    """(model directory, the analysis' selection entry when ``path`` is an experiment)."""
+    from tlsearch.training.predict import model_files
+
+    p = path.expanduser().resolve()
+    if not p.exists():
+        raise UserInputError(f"{p}: no such directory; fix: {_WHAT}")
+    if (p / "spec.json").exists():
+        from tlsearch.analysis.selected import choose
+        from tlsearch.search.experiment import Experiment
+
+        sel = choose(Experiment.open(p), ft_size)
+        return Path(sel["model_dir"]), sel
+    if not model_files(p):
+        inside = sorted(d.name for d in p.iterdir() if model_files(d)) if p.is_dir() else []
+        hint = f"it holds model directories: {', '.join(inside)}; give one of them" if inside else _WHAT
+        raise UserInputError(f"{p}: neither an experiment directory (no spec.json) nor a model directory (no "
+                             f"model.pt); fix: {hint}")
+    if ft_size is not None:
+        raise UserInputError(f"{p}: --ft-size chooses among an experiment's models, and this is one model directory; "
+                             "fix: drop --ft-size")
+    return p, None
+
+
+def _progress_bar() -> tuple[Progress, Any]:
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err, transient=True)
+    tasks: dict[str, Any] = {}
+    words = {"read": "reading structures", "graphs": "building graphs", "predict": "predicting (repeats)"}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            if (total < PROGRESS_MIN) if stage != "predict" else not tasks:  # predict: as many as repeats
+                return
+            if not tasks:
+                bar.start()  # only once a stage is large enough: a small input prints no bar at all
+            tasks[stage] = bar.add_task(words.get(stage, stage), total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return bar, update
+
+
+def _print_table(frame: Any) -> None:
+    cols = [c for c in ("id", "y_pred", "y_std", "y_true", "abs_error", "skipped") if c in frame.columns]
+    table = Table(box=None)
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("id", "skipped") else "right")
+    for row in frame.select(cols).iter_rows():
+        table.add_row(*[("" if v is None else f"{v:.6g}" if isinstance(v, float) else escape(str(v))) for v in row])
+    out.print(table)
+
+
+def _describe(model_dir: Path, sel: dict[str, Any] | None, ens: Any) -> str:
+    n = len(ens.members)
+    if sel is not None:
+        return (f"model: study {sel['experiment']}, FT size {sel['ft_size']}, trial {sel['trial']} "
+                f"({sel['configuration']}), {n} repeat(s), test MAE {sel['test_mae']:.4g}: {model_dir}")
+    info = ens.info
+    what = f"study {info['experiment']}, FT size {info['ft_size']}, trial {info['trial']}, " if info else ""
+    return f"model: {what}{n} repeat(s) predicting {ens.property}: {model_dir}"
+
+
+def predict_cmd(
+    path: Path = typer.Argument(..., help="An experiment directory (its selected model) or a model directory."),
+    structures: str = typer.Argument(..., help="A folder of POSCAR/CIF/XYZ files (with or without id_prop.csv), one "
+                                               "structure file, or a dataset reference (emt:..., folder:...)."),
+    ft_size: Optional[str] = typer.Option(None, "--ft-size", help="The FT size whose selected model predicts "
+                                                                  "(default: the largest with a finished trial)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the predictions to FILE.csv or "
+                                                                      "FILE.parquet (default: a table on stdout)."),
+) -> None:
+    """Predict a property for new structures with a study's selected model (mean and spread over its repeats)."""
+    fmt = FORMATS.get(out_file.suffix.lower()) if out_file is not None else None
+    if out_file is not None and fmt is None:
+        raise UserInputError(f"--out {out_file}: unknown file type {out_file.suffix or '(none)'!r}; fix: end the "
+                             "name in .csv or .parquet")
+    model_dir, sel = resolve_model(path, ft_size)
+    from tlsearch.training.predict import load_model
+
+    ens = load_model(model_dir)
+    err.print(escape(_describe(model_dir, sel, ens)), highlight=False, soft_wrap=True)
+    bar, update = _progress_bar()
+    try:
+        pred = ens.predict_from(structures, progress=update)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+    for note in pred.notes:
+        err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+    if pred.skipped:
+        err.print(f"{len(pred.skipped)} structure(s) skipped:", highlight=False)
+        for s in pred.skipped:
+            err.print(f"  {escape(s.id)}: {escape(s.reason)}" + (f" ({escape(s.detail)})" if s.detail else ""),
+                      highlight=False, soft_wrap=True)
+    if not pred.ids:
+        raise UserInputError(f"{structures}: none of its {len(pred.skipped)} structure(s) could be used (reasons "
+                             "above); fix: give parsable POSCAR/CIF/XYZ files of sensible crystals")
+    frame = pred.to_frame()
+    if out_file is None:
+        _print_table(frame)
+    else:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_csv(out_file) if fmt == "csv" else frame.write_parquet(out_file)
+    err.print(f"predicted {len(pred.ids)} of {len(pred.ids) + len(pred.skipped)} structure(s)"
+              + (f": {out_file}" if out_file else ""), highlight=False, soft_wrap=True)
+    mae = pred.mae()
+    if mae is not None:
+        per = ", ".join(f"{pred.mae(r):.4g}" for r in range(pred.per_repeat.shape[1]))
+        err.print(f"MAE vs the true values ({escape(pred.value_source)}, {pred.n_true()} structures): {mae:.4g} "
+                  f"(ensemble mean; per repeat: {per})", highlight=False, soft_wrap=True)
+
+
+def export_cmd(
+    experiment: Path = typer.Argument(..., help="Experiment directory printed by `tlsearch run`."),
+    out_dir: Path = typer.Argument(..., help="Directory to write into: one <experiment>-ft<size> folder per model."),
+    ft_size: Optional[str] = typer.Option(None, "--ft-size", help="Export only the model selected at this FT size "
+                                                                  "(default: the selected model of every size)."),
+) -> None:
+    """Write the selected model (per FT size) as a self-contained directory with a model card."""
+    from tlsearch.analysis.selected import choose, selected_models
+    from tlsearch.search.experiment import Experiment
+    from tlsearch.training.export import export_model
+
+    exp = Experiment.open(experiment)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserInputError(f"{out_dir}: exists and is not a directory; fix: give a directory to export into")
+    if ft_size is not None:
+        models = [choose(exp, ft_size)]
+    else:
+        every = selected_models(exp)
+        for m in every:
+            if not m["model_dir"]:
+                out.print(f"FT size {m['ft_size']}: trial {m['trial']} kept no model files (an older tlsearch): "
+                          "not exported", highlight=False)
+        models = [m for m in every if m["model_dir"]]
+        if not models:
+            choose(exp, None)  # says why there is nothing to export
+    for m in models:
+        dest = export_model(m, out_dir)
+        out.print(f"FT size {m['ft_size']}: trial {m['trial']} ({escape(m['configuration'])}, test MAE "
+                  f"{m['test_mae']:.4g}) -> {dest}", highlight=False, soft_wrap=True)
+        out.print(f"  use it: tlsearch predict {dest} STRUCTURES; in Python: see {dest / 'README.md'}",
+                  highlight=False, soft_wrap=True)

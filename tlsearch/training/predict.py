@@ -1,0 +1,192 @@
+"""Predict with a trained configuration: the models of its repeats as an ensemble.
+
+A model directory holds one tlsearch model file per repeat (``model.pt`` for repeat 0, ``model_repeat<i>.pt`` for
+repeat i; each the weights, target scaler and TrainConfig, see :mod:`tlsearch.training.checkpoint`): a finished
+trial's final checkpoint directory (``model_dir`` in trials.parquet) or a directory ``tlsearch export`` wrote (its
+``model.json`` and model card next to them). One call loads it::
+
+    from tlsearch.training import load_model
+    model = load_model("exported/smoke-ft40")
+    pred = model.predict_from("my_structures/")      # a folder, a structure file or a dataset reference
+    pred.to_frame()                                  # id, y_pred (mean over repeats), y_std, ... per structure
+
+Graphs are built with the models' own graph settings (through the graph cache); structures without a usable graph
+are returned in ``skipped`` with their reason, the rest are predicted by every repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tlsearch.data import Skipped
+from tlsearch.errors import UserInputError
+from tlsearch.graphs import GraphCache
+from tlsearch.training.checkpoint import load_checkpoint
+from tlsearch.training.config import TrainConfig
+from tlsearch.training.engine import Stepper, pick_device
+from tlsearch.training.model import PropertyModel
+from tlsearch.training.tasks import Scaler, Task
+
+MODEL_FILE = re.compile(r"model(?:_repeat(\d+))?\.pt")
+INFO_FILE = "model.json"
+Progress = Callable[[str, int, int], None]  # (stage, done, total): stage "graphs" or "predict"
+
+
+def model_file(repeat: int) -> str:
+    """The name of a repeat's model file in a model directory."""
+    return "model.pt" if repeat == 0 else f"model_repeat{repeat}.pt"
+
+
+def model_files(directory: str | Path) -> list[Path]:
+    """The model files of a model directory, by repeat; empty when it is not one."""
+    directory = Path(directory)
+    found = [(int(m.group(1) or 0), p) for p in (directory.iterdir() if directory.is_dir() else [])
+             if (m := MODEL_FILE.fullmatch(p.name)) and p.is_file()]
+    return [p for _, p in sorted(found)]
+
+
+@dataclass
+class Member:
+    """One repeat's trained model."""
+
+    path: Path
+    model: PropertyModel
+    scaler: Scaler
+    config: TrainConfig
+
+
+@dataclass
+class Prediction:
+    """Ensemble predictions: ``mean``/``std`` over the repeats and ``per_repeat`` (structures x repeats) for the
+    structures in ``ids``; ``y`` the true values when the input had them (NaN where missing)."""
+
+    property: str
+    ids: list[str]
+    mean: np.ndarray
+    std: np.ndarray
+    per_repeat: np.ndarray
+    skipped: list[Skipped] = field(default_factory=list)
+    y: np.ndarray | None = None
+    value_source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def mae(self, repeat: int | None = None) -> float | None:
+        """MAE of the ensemble mean (or of one repeat) over the structures with a true value; None without any."""
+        if self.y is None or not np.isfinite(self.y).any():
+            return None
+        p = self.mean if repeat is None else self.per_repeat[:, repeat]
+        ok = np.isfinite(self.y)
+        return float(np.abs(p[ok] - self.y[ok]).mean())
+
+    def n_true(self) -> int:
+        return 0 if self.y is None else int(np.isfinite(self.y).sum())
+
+    def to_frame(self) -> pl.DataFrame:
+        """One row per structure: id, y_pred, y_std, [y_true, abs_error,] y_pred_repeat<i>..., skipped (the reason
+        a structure could not be predicted; its other columns are null)."""
+        n, k = len(self.ids), len(self.skipped)
+        pad: list[None] = [None] * k
+        cols: dict[str, Any] = {"id": self.ids + [s.id for s in self.skipped],
+                                "y_pred": [*self.mean.tolist(), *pad], "y_std": [*self.std.tolist(), *pad]}
+        if self.y is not None:
+            y = [None if not np.isfinite(v) else float(v) for v in self.y]
+            cols["y_true"] = y + pad
+            cols["abs_error"] = [None if t is None else abs(p - t) for p, t in zip(self.mean.tolist(), y)] + pad
+        for r in range(self.per_repeat.shape[1]):
+            cols[f"y_pred_repeat{r}"] = [*self.per_repeat[:, r].tolist(), *pad]
+        cols["skipped"] = [None] * n + [f"{s.reason}: {s.detail}" if s.detail else s.reason for s in self.skipped]
+        return pl.DataFrame(cols, schema={c: pl.String if c in ("id", "skipped") else pl.Float64 for c in cols})
+
+
+class Ensemble:
+    """The models of every repeat of one configuration; ``info`` is the exported ``model.json`` (or empty)."""
+
+    def __init__(self, directory: Path, members: list[Member], info: dict[str, Any] | None = None) -> None:
+        self.directory, self.members, self.info = directory, members, info or {}
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.members[0].config
+
+    @property
+    def property(self) -> str:
+        return self.config.target.property
+
+    def predict(self, atoms: Sequence[Any], ids: Sequence[str] | None = None, *, cache: str | Path | None = None,
+                device: str = "auto", progress: Progress | None = None) -> Prediction:
+        """Predict ``atoms`` (jarvis Atoms; ``ids`` default to their positions) with every repeat."""
+        ids = [str(i) for i in (ids if ids is not None else range(len(atoms)))]
+        r = len(self.members)
+        if not atoms:
+            return Prediction(self.property, [], np.zeros(0), np.zeros(0), np.zeros((0, r)))
+        cfg = self.config
+        gs = GraphCache(cfg.graph.params(), root=cache).get(
+            list(atoms), progress=(lambda d, t: progress("graphs", d, t)) if progress else None)
+        ok = np.flatnonzero(gs.row >= 0)
+        skipped = [Skipped(ids[i], reason, detail) for i, (reason, detail) in sorted(gs.failures.items())]
+        task = Task(gs.pack, gs.row[ok], np.full((len(ok), 1), np.nan), [ids[i] for i in ok], (self.property,),
+                    cfg.graph.atom_features)
+        dev = pick_device(device if device != "auto" else cfg.device)
+        per = np.zeros((len(ok), r))
+        for j, m in enumerate(self.members):
+            if len(ok):
+                o = m.config.train.optim
+                per[:, j] = Stepper(m.model, task, m.scaler, o.loss, o.batch_size, dev, m.config.amp).predict(
+                    np.arange(len(ok)))[:, 0]
+            if progress:
+                progress("predict", j + 1, r)
+        std = per.std(axis=1, ddof=1) if r > 1 else np.zeros(len(ok))
+        return Prediction(self.property, task.ids, per.mean(axis=1), std, per, skipped)
+
+    def predict_from(self, source: str | Path, *, cache: str | Path | None = None, device: str = "auto",
+                     progress: Progress | None = None) -> Prediction:
+        """Predict the structures of a folder, a structure file or a dataset reference (see
+        :func:`tlsearch.data.inputs.read_structures`); entries that cannot be read are in ``skipped``."""
+        from tlsearch.data.inputs import read_structures
+
+        found = read_structures(source, self.property, cache,
+                                progress=(lambda d, t: progress("read", d, t)) if progress else None)
+        pred = self.predict(found.atoms, found.ids, cache=cache, device=device, progress=progress)
+        if found.y is not None:
+            keep = {rid: k for k, rid in enumerate(found.ids)}
+            pred.y = np.asarray([found.y[keep[i]] for i in pred.ids], dtype=np.float64)
+        pred.skipped = found.skipped + pred.skipped
+        pred.value_source, pred.notes = found.value_source, found.notes
+        return pred
+
+
+def _member(path: Path) -> Member:
+    try:
+        model, scaler, config = load_checkpoint(path)
+    except Exception as exc:  # noqa: BLE001 - a damaged file raises whatever torch.load meets
+        raise UserInputError(f"{path}: cannot load this model file ({type(exc).__name__}: {str(exc)[:200]}); fix: "
+                             "export the model again with `tlsearch export EXPERIMENT_DIR OUT_DIR`") from None
+    return Member(path, model, scaler, config)
+
+
+def load_model(path: str | Path) -> Ensemble:
+    """The ensemble of a model directory (a finished trial's ``model_dir`` or a ``tlsearch export`` directory)."""
+    directory = Path(path).expanduser().resolve()
+    files = model_files(directory)
+    if not files:
+        inside = sorted(p.name for p in directory.iterdir() if model_files(p)) if directory.is_dir() else []
+        hint = (f"it holds model directories: {', '.join(inside)}" if inside else
+                "give a directory `tlsearch export` wrote, or a finished trial's model_dir from trials.parquet")
+        raise UserInputError(f"{directory}: not a model directory (no model.pt); fix: {hint}")
+    members = [_member(p) for p in files]
+    first = members[0].config
+    for m in members[1:]:
+        if m.config.graph != first.graph or m.config.target != first.target or m.config.model != first.model:
+            raise UserInputError(f"{m.path}: another model than {members[0].path} (target, graph or architecture "
+                                 "differ); fix: keep one configuration's repeats per model directory")
+    info_path = directory / INFO_FILE
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    return Ensemble(directory, members, info)
