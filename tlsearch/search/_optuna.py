@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from tlsearch.search._compat import optuna_study, optuna_trials, searcher_seed, set_stored_user_attr
 from tlsearch.search.experiment import (FINAL_ATTR, NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, REPLANNED_ATTR, REUSED_ATTR,
                                        TIME_BUDGET)
 
@@ -43,34 +44,34 @@ class ResumableOptunaSearch(OptunaSearch):
         crash Tune's snapshot can predate trials the journal closed, and Tune would plan them again. Not
         counted: answers from history, and trials a dead driver left running (Tune re-plans those)."""
         live = self._live_ids()
-        return sum(1 for t in self._ot_study.get_trials(deepcopy=False)
+        return sum(1 for t in optuna_study(self).get_trials(deepcopy=False)
                    if RAY_TRIAL_ATTR in t.user_attrs and REUSED_ATTR not in t.user_attrs
                    and t.user_attrs.get(NOTE_ATTR) != ORPHANED
                    and (t.state != TrialState.RUNNING or t.user_attrs[RAY_TRIAL_ATTR] in live))
 
     def _live_ids(self) -> set[str | None]:
         """Ray trial ids of the trials this searcher (as restored) has running."""
-        return {t.user_attrs.get(RAY_TRIAL_ATTR) for t in self._ot_trials.values()}
+        return {t.user_attrs.get(RAY_TRIAL_ATTR) for t in optuna_trials(self).values()}
 
     def _replan_orphans(self) -> None:
         """A trial a dead driver left running that the restored Tune does not know (it started after Tune's
         last snapshot) is planned again with the same configuration (Optuna's queue), so that the strategy
         cover and successive halving's bracket get that configuration back, not a new TPE draw."""
         live = self._live_ids()
-        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        for t in optuna_study(self).get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get(RAY_TRIAL_ATTR, None) not in live | {None} and REPLANNED_ATTR not in t.user_attrs:
-                self._ot_study._storage.set_trial_user_attr(t._trial_id, REPLANNED_ATTR, True)
-                self._ot_study.enqueue_trial(t.params, skip_if_exists=False)
+                set_stored_user_attr(optuna_study(self), t, REPLANNED_ATTR, True)
+                optuna_study(self).enqueue_trial(t.params, skip_if_exists=False)
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        if trial_id not in self._ot_trials:
+        if trial_id not in optuna_trials(self):
             self._replan_orphans()
         budget = getattr(self, "_max_trials", None)  # None in a searcher pickled by an older tlsearch
-        if budget is not None and trial_id not in self._ot_trials and self._used() >= budget:
+        if budget is not None and trial_id not in optuna_trials(self) and self._used() >= budget:
             return Searcher.FINISHED
         for attempt in range(MAX_TRIES):
             config = self._ask(trial_id, explore=attempt >= TPE_TRIES)
-            ot_trial = self._ot_trials.get(trial_id)
+            ot_trial = optuna_trials(self).get(trial_id)
             if ot_trial is None or not isinstance(config, dict):
                 return config
             twin = self._finished_twin(ot_trial) if attempt < MAX_TRIES - 1 else None
@@ -78,25 +79,25 @@ class ResumableOptunaSearch(OptunaSearch):
                 ot_trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
                 return config
             ot_trial.set_user_attr(REUSED_ATTR, twin.number)
-            self._ot_study.tell(ot_trial, twin.value)
-            del self._ot_trials[trial_id]
+            optuna_study(self).tell(ot_trial, twin.value)
+            del optuna_trials(self)[trial_id]
         return None  # unreachable: the last attempt always returns
 
     def _ask(self, trial_id: str, explore: bool) -> dict | None:
         if not explore:
             return super().suggest(trial_id)
-        sampler = self._ot_study.sampler
-        n = len(self._ot_study.get_trials(deepcopy=False))
-        rnd = RandomSampler(seed=None if self._seed is None else self._seed * 7919 + n)
-        self._ot_study.sampler = sampler.with_base(rnd) if isinstance(sampler, CycleSampler) else rnd
+        sampler = optuna_study(self).sampler
+        n = len(optuna_study(self).get_trials(deepcopy=False))
+        rnd = RandomSampler(seed=None if searcher_seed(self) is None else searcher_seed(self) * 7919 + n)
+        optuna_study(self).sampler = sampler.with_base(rnd) if isinstance(sampler, CycleSampler) else rnd
         try:
             return super().suggest(trial_id)
         finally:
-            self._ot_study.sampler = sampler
+            optuna_study(self).sampler = sampler
 
     def _finished_twin(self, ot_trial: Any) -> Any:
         params = ot_trial.params
-        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        for t in optuna_study(self).get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if t.user_attrs.get(FINAL_ATTR) and REUSED_ATTR not in t.user_attrs and t.params == params:
                 return t
         return None
@@ -113,19 +114,19 @@ class ResumableOptunaSearch(OptunaSearch):
         # Ray tells an errored trial COMPLETE with its last value; a trial that raised or diverged is a FAIL
         # (TPE must not learn from it as if it had finished, and the report must list it as failed)
         try:
-            ot_trial = self._ot_trials.get(trial_id)
+            ot_trial = optuna_trials(self).get(trial_id)
             deadline = getattr(self, "budget_deadline", None)
             if (ot_trial is not None and not error and not (result or {}).get("final") and deadline is not None
                     and time.time() >= deadline - 2.0):  # Tune ended it when the study's time budget ran out
                 ot_trial.set_user_attr(NOTE_ATTR, TIME_BUDGET)
-                self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
-                del self._ot_trials[trial_id]
+                optuna_study(self).tell(ot_trial, state=TrialState.PRUNED)
+                del optuna_trials(self)[trial_id]
                 return
             if ot_trial is not None and not error and result and result.get("final"):
                 ot_trial.set_user_attr(FINAL_ATTR, True)
             super().on_trial_complete(trial_id, None if error else result, error)
         except UpdateFinishedTrialError:
-            self._ot_trials.pop(trial_id, None)
+            optuna_trials(self).pop(trial_id, None)
 
 
 class CycleSampler(BaseSampler):

@@ -18,6 +18,7 @@ from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
+from tlsearch.search._compat import asha_knows, asha_rungs, set_asha_rungs
 from tlsearch.search.space import family_key
 
 
@@ -40,9 +41,8 @@ class GroupedASHA(FIFOScheduler):
         s = ASHAScheduler(**self._asha_args)
         # a finished trial reports its summary at max_t = last epoch + 1: no rung may sit on the last epoch
         # itself (it would cut a finished trial just before its summary)
-        for bracket in getattr(s, "_brackets", []):
-            bracket._rungs = [(m, r) for m, r in bracket._rungs if m < self._last_epoch]
-        self._rung_epochs = {m for b in getattr(s, "_brackets", []) for m, _ in b._rungs}  # the same in every ASHA
+        set_asha_rungs(s, [[(m, r) for m, r in rungs if m < self._last_epoch] for rungs in asha_rungs(s)])
+        self._rung_epochs = {m for rungs in asha_rungs(s) for m, _ in rungs}  # the same in every ASHA
         metric, mode = self._metric_mode
         if metric or mode:
             s.set_search_properties(metric, mode)
@@ -69,7 +69,7 @@ class GroupedASHA(FIFOScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         s = self._sched(trial)
-        if trial.trial_id not in s._trial_info:  # added before a restore: place it now
+        if not asha_knows(s, trial.trial_id):  # added before a restore: place it now
             s.on_trial_add(tune_controller, trial)
         decision = s.on_trial_result(tune_controller, trial, result)
         return self._family_rule(s, trial, result, decision)
@@ -91,12 +91,12 @@ class GroupedASHA(FIFOScheduler):
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
         s = self._sched(trial)
-        if trial.trial_id in s._trial_info:
+        if asha_knows(s, trial.trial_id):
             s.on_trial_complete(tune_controller, trial, result)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
         s = self._sched(trial)
-        if trial.trial_id in s._trial_info:
+        if asha_knows(s, trial.trial_id):
             s.on_trial_remove(tune_controller, trial)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:

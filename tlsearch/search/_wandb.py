@@ -17,9 +17,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ray.air.integrations.wandb import WandbLoggerCallback, _is_allowed_type, _QueueItem
+from ray.air.integrations.wandb import WandbLoggerCallback
 from ray.tune.utils import flatten_dict
 
+from tlsearch.search._compat import WandbQueueItem, wandb_loggable
 from tlsearch.search.tracking import earlier_history
 
 log = logging.getLogger("tlsearch.wandb")
@@ -92,7 +93,7 @@ def _split(result: dict[str, Any], exclude: set[str], to_config: set[str]) -> tu
             continue
         if any(k == c or k.startswith(c + "/") for c in to_config):
             config[k] = v
-        elif _is_allowed_type(v):
+        elif wandb_loggable(v):
             data[k] = v
     return data, config
 
@@ -137,7 +138,7 @@ class WandbCallback(WandbLoggerCallback):
         # a trial lost before its run started (e.g. its node died during a retry) has none
         q = self._trial_queues.pop(trial, None)
         if q is not None:
-            q.put((_QueueItem.END, None))
+            q.put((WandbQueueItem.END, None))
             self._trial_logging_actors.pop(trial, None)
             self._trial_logging_futures.pop(trial, None)
 

@@ -115,6 +115,8 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
 
+    from tlsearch.search._compat import restored_scheduler
+
     from tlsearch.search._optuna import CycleSampler, ResumableOptunaSearch
 
     # graphs and PT models live in the shared caches ($TLSEARCH_CACHE), so later studies reuse them
@@ -124,7 +126,7 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     fn = tune.with_resources(fn, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
     if restore:  # the run config (callbacks included) and the searcher come back from the experiment state
         tuner = Tuner.restore(str(exp.tune_dir), trainable=fn, resume_errored=True)
-        scheduler = getattr(getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None), "scheduler", None)
+        scheduler = restored_scheduler(tuner)
         if hasattr(scheduler, "relocate"):  # the experiment directory may have moved since it was created
             scheduler.relocate(str(exp.root / SH_STATE))
         return tuner
@@ -199,14 +201,16 @@ def _close_unfinished(spec: SearchSpec, exp: Experiment, console: Console, ended
     was started by a driver that died before Tune's last snapshot, and Tune re-planned it (FAIL, ORPHANED)."""
     import optuna
 
+    from tlsearch.search._compat import set_stored_user_attr
+
     study = optuna.load_study(study_name=spec.name, storage=exp.optuna_storage())
     budget = spec.budget.time_budget_s
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if budget and t.user_attrs.get(RAY_TRIAL_ATTR) in ended:
-            study._storage.set_trial_user_attr(t._trial_id, NOTE_ATTR, TIME_BUDGET)
+            set_stored_user_attr(study, t, NOTE_ATTR, TIME_BUDGET)
             study.tell(t.number, state=optuna.trial.TrialState.PRUNED)
             continue
-        study._storage.set_trial_user_attr(t._trial_id, NOTE_ATTR, ORPHANED)
+        set_stored_user_attr(study, t, NOTE_ATTR, ORPHANED)
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         console.print(f"optuna trial {t.number}: orphaned by the interrupted driver, marked failed")
     # the searcher notes the trials Tune told it complete once the budget had run out, this function the rest

@@ -79,8 +79,9 @@ _BLOCK, _HEAD = 32 * 1024, 7
 
 def wandb_records(path: str | Path) -> list[Any]:
     """The records of a W&B transaction log, in order; a record cut short by a crash ends the list."""
-    from wandb.proto import wandb_internal_pb2 as pb
+    from tlsearch.search._compat import wandb_record_class
 
+    record = wandb_record_class()
     data = Path(path).read_bytes()
     if data[:4] != b":W&B":
         raise ValueError(f"{path}: not a W&B transaction log")
@@ -97,7 +98,7 @@ def wandb_records(path: str | Path) -> list[Any]:
         pos += _HEAD + length
         parts.append(chunk)
         if kind in (1, 4):  # FULL or LAST: a whole record
-            rec = pb.Record()
+            rec = record()
             try:
                 rec.ParseFromString(b"".join(parts))
             except Exception:  # noqa: BLE001 - a torn record

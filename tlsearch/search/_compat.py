@@ -1,0 +1,84 @@
+"""The private parts of Ray, Optuna and W&B that tlsearch relies on, in one module (imported lazily: it
+imports Ray). Each entry says what it does and which public API is missing; tests/search/test_compat.py
+fails loudly, naming the pin in constraints.txt to revisit, when one of them moves in an upgrade.
+
+Still outside this module: ``_wandb.WandbCallback`` overrides private methods of Ray's
+``WandbLoggerCallback`` (``_start_logging_actor``, ``_signal_logging_actor_stop``, ``_cleanup_logging_actors``)
+and keeps its per-trial maps; they are listed in ``WANDB_CALLBACK_INTERNALS`` and checked by the same test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Ray's W&B callback: which results are loggable numbers, and the message kinds of its per-trial queue. Public
+# API missing: Ray exposes neither, and the callback's own logging actor is what _wandb.py replaces.
+from ray.air.integrations.wandb import _is_allowed_type as wandb_loggable  # noqa: F401
+from ray.air.integrations.wandb import _QueueItem as WandbQueueItem  # noqa: F401
+
+__all__ = ["WANDB_CALLBACK_INTERNALS", "WandbQueueItem", "asha_knows", "asha_rungs", "optuna_study", "optuna_trials",
+           "restored_scheduler", "searcher_seed", "set_asha_rungs", "set_stored_user_attr", "wandb_loggable",
+           "wandb_record_class"]
+
+#: what _wandb.WandbCallback overrides or reads on Ray's WandbLoggerCallback
+WANDB_CALLBACK_INTERNALS = ("_start_logging_actor", "_signal_logging_actor_stop", "_cleanup_logging_actors",
+                            "_trial_queues", "_trial_logging_actors", "_trial_logging_futures")
+
+
+# ---- Optuna ----------------------------------------------------------------------------------------------
+def set_stored_user_attr(study: Any, frozen: Any, key: str, value: Any) -> None:
+    """A user attribute on a trial the driver holds only as a FrozenTrial (a trial of a dead driver, read back
+    from the journal). Public API missing: ``Trial.set_user_attr`` needs the live Trial object of the process
+    that asked for it."""
+    study._storage.set_trial_user_attr(frozen._trial_id, key, value)
+
+
+# ---- Ray Tune's OptunaSearch (subclassed in _optuna.py) ------------------------------------------------------
+def optuna_study(searcher: Any) -> Any:
+    """The Optuna study OptunaSearch drives. Public API missing: OptunaSearch takes a study name or storage
+    but gives no access to the study it made (to read the journal, tell reused values, enqueue re-plans)."""
+    return searcher._ot_study
+
+
+def optuna_trials(searcher: Any) -> dict[str, Any]:
+    """Ray trial id -> the live Optuna trial OptunaSearch asked for it. Public API missing: none maps them."""
+    return searcher._ot_trials
+
+
+def searcher_seed(searcher: Any) -> int | None:
+    """The seed OptunaSearch was given (to seed the random fallback sampler alike). Public API missing."""
+    return searcher._seed
+
+
+# ---- Ray Tune's ASHA (one per FT size in _scheduler.py) ----------------------------------------------------
+def asha_rungs(asha: Any) -> list[list[tuple[float, Any]]]:
+    """The (milestone, recorded) rungs of each of ASHA's brackets. Public API missing: ASHA has no way to ask
+    for its milestones or to leave out the one at the last epoch (a decision that stops nothing)."""
+    return [b._rungs for b in getattr(asha, "_brackets", [])]
+
+
+def set_asha_rungs(asha: Any, rungs: list[list[tuple[float, Any]]]) -> None:
+    for bracket, r in zip(getattr(asha, "_brackets", []), rungs):
+        bracket._rungs = r
+
+
+def asha_knows(asha: Any, trial_id: str) -> bool:
+    """Whether ASHA placed this trial in a bracket. Public API missing: a trial added before a restore must be
+    placed again, and one it never placed must not be reported to it."""
+    return trial_id in asha._trial_info
+
+
+# ---- Ray Tune's Tuner ----------------------------------------------------------------------------------------
+def restored_scheduler(tuner: Any) -> Any:
+    """The scheduler a ``Tuner.restore`` brought back (None if it cannot be found). Public API missing: the
+    restored TuneConfig is not exposed, and a moved experiment directory must be told to the scheduler."""
+    return getattr(getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None), "scheduler", None)
+
+
+# ---- W&B ----------------------------------------------------------------------------------------------------
+def wandb_record_class() -> Any:
+    """W&B's Record protobuf, to read a run's ``.wandb`` transaction log. Public API missing: W&B reads its own
+    logs only through ``wandb sync`` / ``wandb leet`` (subprocesses, seconds each)."""
+    from wandb.proto import wandb_internal_pb2
+
+    return wandb_internal_pb2.Record
