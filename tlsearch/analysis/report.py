@@ -20,6 +20,7 @@ from tlsearch.analysis import _plots as P
 from tlsearch.analysis._importance import importances
 from tlsearch.analysis._load import load_trials
 from tlsearch.analysis._render import Doc, html_page, markdown
+from tlsearch.analysis.selected import selected
 from tlsearch.search.experiment import Experiment
 
 
@@ -59,7 +60,8 @@ def analyse(exp: Experiment, trials: pl.DataFrame) -> dict[str, Any]:
             "by_ft_size": sizes, "learning_curves": A.learning_curves(sizes), "importance": imps,
             "importance_notes": notes,
             "compute": A.compute(trials, spec.budget.repeats), "failed": A.failures(trials),
-            "eval_sets": [e.label for e in spec.data.eval_sets], "labels": names}
+            "eval_sets": [e.label for e in spec.data.eval_sets], "labels": names,
+            "selected_models": selected(exp, trials, sizes)}
 
 
 def _pm(e: dict[str, Any]) -> str:
@@ -86,6 +88,7 @@ def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
           f"{c['failed']} failed, {c['running'] + c['pending']} unfinished). Only finished trials are cited.")
     if names:
         doc.p("Data labels (space.yaml): " + "; ".join(f"{n} = {ref}" for ref, n in names.items()) + ".")
+    selected_section(doc, s["selected_models"])
     doc.h("Best strategy per FT size and family")
     for z in s["by_ft_size"]:
         doc.h(f"FT size {z['ft_size']} ({z['n_train']} training structures, {z['finished_trials']} finished trials)", 3)
@@ -158,6 +161,20 @@ def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
     if not s["failed"]:
         doc.p("None.")
     return doc
+
+
+def selected_section(doc: Doc, models: list[dict[str, Any]]) -> None:
+    """The selected model per FT size: where its weights are and the commands that use it."""
+    if not models:
+        return
+    doc.h("Selected models")
+    doc.p("The model of each FT size's best configuration (lowest validation MAE), one file per repeat in its model "
+          "directory. Predict with it as an ensemble over the repeats (mean and spread per structure) or export it "
+          "as a self-contained directory with a model card:")
+    doc.table(["FT size", "trial", "configuration", "test MAE", "model directory"],
+              [[m["ft_size"], m["trial"], m["configuration"], _pm(m), m["model_dir"] or "(no weights kept)"]
+               for m in models])
+    doc.items([f"FT size {m['ft_size']}: `{m['commands']['predict']}`; `{m['commands']['export']}`" for m in models])
 
 
 def all_trials_table(doc: Doc, trials: pl.DataFrame, names: dict[str, str] | None = None) -> None:

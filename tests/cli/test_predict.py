@@ -1,0 +1,189 @@
+"""`tlsearch predict` and `tlsearch export` on a real study (EMT data, real Ray, real training), run once for the
+module: predictions for a folder of POSCARs with a broken file (listed with its reason, the rest predicted), CSV and
+Parquet, the MAE from id_prop.csv; an export that reloads with one call and reproduces the study's test MAE; the same
+predictions from the export as from the experiment; the report naming the selected model; bad inputs exit 2."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from tests.search.test_run import SMOKE, _cli, _env, _ray_stop
+from tlsearch.data.inputs import read_structures
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """One smoke study (transfer strategies, no scheduler, 3 trials of 2 repeats), about a minute on 2 cores."""
+    tmp = tmp_path_factory.mktemp("predict")
+    data = yaml.safe_load(SMOKE.read_text())
+    data["search"]["strategy"] = ["finetune", "mpt"]  # the selected model has a PT lineage to export
+    data["scheduler"] = {"type": "none"}
+    data["budget"] = {"trials": 3, "max_epochs": 2, "pt_epochs": 2, "repeats": 2}
+    spec = tmp / "space.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    env = _env(tmp)
+    try:
+        proc = _cli("run", str(spec), "--storage", str(tmp / "exp"), env=env, timeout=1200)
+    finally:
+        _ray_stop(env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"exp": tmp / "exp" / "smoke", "env": env, "tmp": tmp, "cache": tmp / "cache"}
+
+
+def _write(folder: Path, cache: Path, id_prop: bool) -> list[str]:
+    """Six POSCARs of the target data and one broken file (and, with ``id_prop``, a row for a missing file)."""
+    from tlsearch.data import load_dataset
+
+    folder.mkdir()
+    recs = load_dataset("emt:alloys?n=80&seed=0", cache=cache).records[:6]
+    for r in recs:
+        r.atoms.write_poscar(str(folder / f"{r.id}.vasp"))
+    (folder / "broken.vasp").write_text("this is not a POSCAR\n1.0\n")
+    (folder / "notes.txt").write_text("not a structure: ignored\n")
+    if id_prop:
+        rows = [f"{r.id}.vasp,{r.targets['bulk_modulus']}" for r in recs] + ["broken.vasp,1.0", "gone.vasp,2.0"]
+        (folder / "id_prop.csv").write_text("\n".join(rows) + "\n")
+    return [f"{r.id}.vasp" for r in recs]
+
+
+@pytest.fixture(scope="module")
+def folders(study):
+    tmp = study["tmp"]
+    ids = _write(tmp / "plain", study["cache"], id_prop=False)
+    _write(tmp / "labelled", study["cache"], id_prop=True)
+    return {"plain": tmp / "plain", "labelled": tmp / "labelled", "ids": ids}
+
+
+@pytest.fixture(scope="module")
+def exported(study):
+    proc = _cli("export", str(study["exp"]), str(study["tmp"] / "models"), env=study["env"], timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return study["tmp"] / "models" / "smoke-ft40"
+
+
+def _selected(study) -> dict:
+    return json.loads((study["exp"] / "summary.json").read_text())["selected_models"][0]
+
+
+def test_report_and_summary_name_the_selected_model_and_the_commands(study):
+    s = json.loads((study["exp"] / "summary.json").read_text())
+    t = pl.read_parquet(study["exp"] / "trials.parquet")
+    sel, best = s["selected_models"], s["by_ft_size"][0]["best"]
+    assert [m["ft_size"] for m in sel] == ["40"] and sel[0]["trial"] == best["trial"]
+    row = t.filter(pl.col("trial") == best["trial"]).row(0, named=True)
+    assert sel[0]["model_dir"] == row["model_dir"] and sel[0]["test_mae"] == row["test_mae"]
+    for d in t.filter(pl.col("state") == "finished")["model_dir"]:  # every repeat's weights are kept
+        assert sorted(p.name for p in Path(d).glob("model*.pt")) == ["model.pt", "model_repeat1.pt"]
+    assert sel[0]["pt"]["key"] == row["pt_key"] and sel[0]["pt"]["epochs"] == row["pt_epochs"]
+    exp = str(study["exp"])
+    assert sel[0]["commands"] == {"predict": f"tlsearch predict {exp} STRUCTURES --ft-size 40 --out predictions.csv",
+                                  "export": f"tlsearch export {exp} OUT_DIR --ft-size 40"}
+    md = (study["exp"] / "report.md").read_text()
+    assert "## Selected models" in md and row["model_dir"] in md
+    assert sel[0]["commands"]["predict"] in md and sel[0]["commands"]["export"] in md
+
+
+def test_predict_a_folder_lists_the_broken_file_and_predicts_the_rest(study, folders):
+    proc = _cli("predict", str(study["exp"]), str(folders["plain"]), env=study["env"], timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"broken\.vasp: unparsable structure", proc.stderr), proc.stderr
+    assert "predicted 6 of 7 structure(s)" in proc.stderr and f"trial {_selected(study)['trial']}" in proc.stderr
+    assert all(i in proc.stdout for i in folders["ids"]) and "notes.txt" not in proc.stdout + proc.stderr
+    assert "MAE vs" not in proc.stderr  # no true values
+
+
+def test_predict_writes_csv_and_parquet_with_the_mae_of_id_prop_values(study, folders):
+    out = {}
+    for ext in ("csv", "parquet"):
+        path = study["tmp"] / f"pred.{ext}"
+        proc = _cli("predict", str(study["exp"]), str(folders["labelled"]), "--ft-size", "40", "--out", str(path),
+                    env=study["env"], timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        out[ext] = (pl.read_csv(path) if ext == "csv" else pl.read_parquet(path), proc.stderr)
+    csv, parquet = out["csv"][0], out["parquet"][0]
+    assert csv.columns == parquet.columns == ["id", "y_pred", "y_std", "y_true", "abs_error", "y_pred_repeat0",
+                                              "y_pred_repeat1", "skipped"]
+    assert np.allclose(csv["y_pred"].drop_nulls().to_numpy(), parquet["y_pred"].drop_nulls().to_numpy())
+    done = parquet.filter(pl.col("skipped").is_null())
+    assert done["id"].to_list() == folders["ids"]
+    assert np.allclose(done["y_pred"], (done["y_pred_repeat0"] + done["y_pred_repeat1"]) / 2)
+    skipped = dict(parquet.filter(pl.col("skipped").is_not_null()).select("id", "skipped").iter_rows())
+    assert skipped["broken.vasp"].startswith("unparsable structure") and skipped["gone.vasp"].startswith("missing file")
+    mae = float((done["y_pred"] - done["y_true"]).abs().mean())
+    line = next(x for x in out["parquet"][1].splitlines() if x.startswith("MAE"))
+    assert "id_prop.csv column target, 6 structures" in line and f": {mae:.4g} (ensemble mean" in line
+
+
+def test_export_reloads_with_one_call_and_reproduces_the_test_mae(study, exported):
+    from tlsearch.prepared import prepare
+    from tlsearch.training import load_model
+
+    sel = _selected(study)
+    model = load_model(exported)
+    assert len(model.members) == 2 and model.property == "bulk_modulus"
+    cfg = model.config
+    prep = prepare(cfg.target.dataset, cfg.graph.params(), prop=cfg.target.property, test_fraction=cfg.test_fraction,
+                   split_seed=cfg.split_seed, cache=study["cache"])
+    test = prep.split.test
+    pred = model.predict([prep.dataset.records[i].atoms for i in test], [prep.dataset.ids[i] for i in test],
+                         cache=study["cache"], device="cpu")
+    pred.y = prep.values(cfg.target.property)[test]
+    assert len(pred.ids) == sel["n_test"] and not pred.skipped
+    for r, expected in enumerate(sel["test_mae_per_repeat"]):
+        assert abs(pred.mae(r) - expected) < 1e-6, (r, pred.mae(r), expected)
+    info = json.loads((exported / "model.json").read_text())
+    assert info["trial"] == sel["trial"] and info["metrics"]["test_mae"] == sel["test_mae"]
+    assert info["pt"]["key"] == sel["pt"]["key"] and info["pt"]["sources"] == sel["pt"]["sources"]
+    assert info["graph"]["cutoff"] == cfg.graph.cutoff and [r["file"] for r in info["repeats"]] == [
+        "model.pt", "model_repeat1.pt"]
+    assert all(set(r) >= {"scaler", "config", "sha256"} for r in info["repeats"])
+    card = (exported / "README.md").read_text()
+    assert "bulk_modulus" in card and f"{sel['test_mae']:.4g}" in card and sel["pt"]["key"] in card
+    assert f"load_model({str(exported)!r})" in card and f"tlsearch predict {exported}" in card
+
+
+def test_predict_from_the_export_equals_predict_from_the_experiment(study, folders, exported):
+    frames = []
+    for src in (study["exp"], exported):
+        path = study["tmp"] / f"same-{len(frames)}.parquet"
+        proc = _cli("predict", str(src), str(folders["labelled"]), "--out", str(path), env=study["env"], timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        frames.append(pl.read_parquet(path))
+    assert frames[0].equals(frames[1])
+
+
+def test_read_structures_keeps_every_entry_with_a_reason(study, folders):
+    got = read_structures(folders["labelled"], "bulk_modulus")
+    assert got.ids == folders["ids"] and got.y is not None and np.isfinite(got.y).all()
+    assert {s.id: s.reason for s in got.skipped} == {"broken.vasp": "unparsable structure", "gone.vasp": "missing file"}
+    plain = read_structures(folders["plain"], "bulk_modulus")
+    assert plain.ids == folders["ids"] and plain.y is None  # notes.txt is not a structure file
+
+
+BAD = [
+    (["predict", "{tmp}/nowhere", "{tmp}/plain"], "{tmp}/nowhere", "no such directory"),
+    (["predict", "{tmp}/plain", "{tmp}/plain"], "{tmp}/plain", "neither an experiment directory"),
+    (["predict", "{exp}", "{tmp}/plain", "--ft-size", "999"], "{exp}", "the study does not search this size"),
+    (["predict", "{exp}", "{tmp}/empty"], "{tmp}/empty", "no structure files"),
+    (["predict", "{exp}", "{tmp}/plain", "--out", "{tmp}/p.txt"], "{tmp}/p.txt", "unknown file type"),
+    (["export", "{tmp}/nowhere", "{tmp}/x"], "{tmp}/nowhere", "not a tlsearch experiment directory"),
+    (["export", "{exp}", "{tmp}/models"], "{tmp}/models/smoke-ft40", "already exists"),
+]
+
+
+@pytest.mark.parametrize("args,path,reason", BAD, ids=[f"{a[0]}-{r}" for a, _, r in BAD])
+def test_bad_input_exits_2_naming_the_path_and_the_reason(study, folders, exported, args, path, reason):
+    (study["tmp"] / "empty").mkdir(exist_ok=True)
+    fill = {"tmp": str(study["tmp"]), "exp": str(study["exp"])}
+    proc = _cli(*[a.format(**fill) for a in args], env=study["env"], timeout=300)
+    last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and last.startswith("error: "), proc.stderr
+    assert path.format(**fill) in last and reason in last and "fix:" in last, last
