@@ -97,48 +97,54 @@ def main() -> None:
                     "torch.save) instead of pre-training here, e.g. tlsearch's PT model mapped by transfer.py")
     ap.add_argument("--sizes", type=int, nargs="*", help="only these FT sizes")
     ap.add_argument("--modes", nargs="*", default=["scratch", "finetune"])
-    ap.add_argument("--pt-seed", type=int, help="diagnostic: pre-train with this seed instead of the selection's")
+    ap.add_argument("--pt-seed", type=int, help="diagnostic: pre-train with this seed instead of the selection's "
+                    "seeds (settings pt_seeds)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sel = json.load(open(args.selection))
     s = sel["settings"]
+    seeds = [args.pt_seed] if args.pt_seed is not None else s.get("pt_seeds", [s["pt_seed"]])
     t0 = time.perf_counter()
     graphs = build_graphs(sel["atoms"], s["cutoff"], s["max_neighbors"], s["three_body_cutoff"])
     print(f"reference: {len(graphs)} graphs built with alignn's builder in {time.perf_counter() - t0:.0f}s", flush=True)
     y_pt = {k: float(v) for k, v in sel["pt"]["y"].items()}
-    if args.pt_seed is not None:
-        s["pt_seed"] = args.pt_seed
-    torch.manual_seed(s["pt_seed"])
-    pt_model = make_model(s["arch"], s["three_body_cutoff"])
-    t0 = time.perf_counter()
-    if args.pt_state:
-        pt_model.load_state_dict(torch.load(args.pt_state, map_location="cpu", weights_only=True))
-        pt_val = _mae(pt_model, graphs, sel["pt"]["val"], y_pt, 64)  # in the given model's output units
-        print(f"reference PT: weights from {args.pt_state}", flush=True)
-    else:
-        pt_val, pt_epoch = fit(pt_model, graphs, y_pt, sel["pt"]["train"], sel["pt"]["val"], s["pt_epochs"],
-                               s["pt_lr"], s["pt_batch_size"], s["weight_decay"], s["pt_seed"])
-        print(f"reference PT: val MAE {pt_val:.4f} (best epoch {pt_epoch}) in {time.perf_counter() - t0:.0f}s",
-              flush=True)
-    pt_state = {k: t.clone() for k, t in pt_model.state_dict().items()}
-    results = []
     y = {k: float(v) for k, v in sel["target"]["y"].items()}
-    for draw in [d for d in sel["draws"] if not args.sizes or d["size"] in args.sizes]:
-        for mode in args.modes:
-            t0 = time.perf_counter()
-            torch.manual_seed(draw["seed"])
-            model = make_model(s["arch"], s["three_body_cutoff"])
-            if mode == "finetune":
-                model.load_state_dict(pt_state)
-            val, epoch = fit(model, graphs, y, draw["train"], draw["val"], s["ft_epochs"], s["ft_lr"],
-                             s["ft_batch_size"], s["weight_decay"], draw["seed"])
-            test = _mae(model, graphs, sel["target"]["test"], y, 64)
-            row = {"mode": mode, "size": draw["size"], "draw": draw["draw"], "test_mae": test, "val_mae": val,
-                   "best_epoch": epoch, "seconds": time.perf_counter() - t0}
-            results.append(row)
-            print(f"reference {mode:9s} size {draw['size']:4d} draw {draw['draw']}: test MAE {test:.4f} "
-                  f"(val {val:.4f}, best epoch {epoch}, {row['seconds']:.0f}s)", flush=True)
-            json.dump({"pt_val_mae": pt_val, "results": results}, open(args.out, "w"))
+    results, pt_vals = [], []
+    for n_seed, pt_seed in enumerate(seeds):  # one PT model per seed; scratch runs once per draw
+        torch.manual_seed(pt_seed)
+        pt_model = make_model(s["arch"], s["three_body_cutoff"])
+        t0 = time.perf_counter()
+        if args.pt_state:
+            pt_model.load_state_dict(torch.load(args.pt_state, map_location="cpu", weights_only=True))
+            pt_vals.append(_mae(pt_model, graphs, sel["pt"]["val"], y_pt, 64))  # in the given model's output units
+            print(f"reference PT: weights from {args.pt_state}", flush=True)
+        elif "finetune" in args.modes:
+            pt_val, pt_epoch = fit(pt_model, graphs, y_pt, sel["pt"]["train"], sel["pt"]["val"], s["pt_epochs"],
+                                   s["pt_lr"], s["pt_batch_size"], s["weight_decay"], pt_seed)
+            pt_vals.append(pt_val)
+            print(f"reference PT seed {pt_seed}: val MAE {pt_val:.4f} (best epoch {pt_epoch}) in "
+                  f"{time.perf_counter() - t0:.0f}s", flush=True)
+        pt_state = {k: t.clone() for k, t in pt_model.state_dict().items()}
+        for draw in [d for d in sel["draws"] if not args.sizes or d["size"] in args.sizes]:
+            for mode in [m for m in args.modes if m == "finetune" or n_seed == 0]:
+                t0 = time.perf_counter()
+                torch.manual_seed(draw["seed"])
+                model = make_model(s["arch"], s["three_body_cutoff"])
+                if mode == "finetune":
+                    model.load_state_dict(pt_state)
+                val, epoch = fit(model, graphs, y, draw["train"], draw["val"], s["ft_epochs"], s["ft_lr"],
+                                 s["ft_batch_size"], s["weight_decay"], draw["seed"])
+                test = _mae(model, graphs, sel["target"]["test"], y, 64)
+                row = {"mode": mode, "size": draw["size"], "draw": draw["draw"], "test_mae": test, "val_mae": val,
+                       "best_epoch": epoch, "seconds": time.perf_counter() - t0}
+                if mode == "finetune":
+                    row["pt_seed"] = pt_seed
+                results.append(row)
+                print(f"reference {mode:9s} size {draw['size']:4d} draw {draw['draw']}"
+                      f"{f' PT seed {pt_seed}' if mode == 'finetune' else ''}: test MAE {test:.4f} "
+                      f"(val {val:.4f}, best epoch {epoch}, {row['seconds']:.0f}s)", flush=True)
+                json.dump({"pt_val_mae": pt_vals[0] if pt_vals else None, "pt_val_maes": pt_vals,
+                           "results": results}, open(args.out, "w"))
 
 
 if __name__ == "__main__":
