@@ -28,31 +28,32 @@ import os
 from typing import Any
 
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from tlsearch.search.space import family_key
+from tlsearch.search._grouped import GroupedScheduler
 from tlsearch.search._sh_bracket import _Bracket, quotas, rungs
 
 __all__ = ["GroupedSH", "PauseAwareLimiter", "quotas", "rungs"]
 
 
-class GroupedSH(FIFOScheduler):
+class GroupedSH(GroupedScheduler):
+    """Groups by FT size like every scheduler here, but keeps brackets of its own per group instead of one Ray
+    scheduler (a bracket decides for all its trials at once, and pauses them): it overrides every callback."""
+    label = "successive halving"
+
     def __init__(self, group_key: str, default_group: Any, quotas: dict[str, int], rung_epochs: list[int],
-                 eta: float, max_concurrent: int, state_path: str | None = None, protect_families: bool = False) -> None:
-        super().__init__()
-        self._group_key, self._default = group_key, default_group
+                 eta: float, max_concurrent: int, state_path: str | None = None,
+                 protect_families: bool = False) -> None:
+        super().__init__(group_key, default_group)
         self._quotas, self._rungs, self._eta = dict(quotas), list(rung_epochs), eta
         self._max_concurrent = max_concurrent
         self._protect = protect_families
         self._brackets: dict[str, list[_Bracket]] = {}
-        self._of_trial: dict[str, _Bracket] = {}
+        self._of_trial: dict[str, _Bracket] = {}  # type: ignore[assignment]  # trial -> its bracket
         self._rank_by: str = "val_mae"
         self._synced: set[str] = set()
         self._state_path, self._loaded, self._reconciled = state_path, False, True
-
-    def group_of(self, trial: Any) -> str:
-        return str(trial.config.get(self._group_key, self._default))
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         if mode not in (None, "min"):
@@ -70,7 +71,7 @@ class GroupedSH(FIFOScheduler):
                                          getattr(self, "_protect", False)))
             b = self._of_trial[trial.trial_id] = brackets[-1]
             b.add(trial.trial_id)
-            b.families[trial.trial_id] = family_key(trial.config)
+            b.families[trial.trial_id] = self.family_of(trial)
         return b
 
     def relocate(self, state_path: str) -> None:
@@ -230,10 +231,6 @@ class GroupedSH(FIFOScheduler):
 
     def stopped(self) -> dict[str, int]:
         return {k: sum(b.stopped for b in bs) for k, bs in self._brackets.items()}
-
-    def debug_string(self) -> str:
-        return "successive halving per " + self._group_key + ": " + ", ".join(
-            f"{k}: {n} stopped" for k, n in self.stopped().items())
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "w") as fh:
