@@ -9,6 +9,7 @@ behind scratch and finish ahead of it, and the report's gain over scratch needs 
 
 from __future__ import annotations
 
+import math
 import pickle
 from typing import Any
 
@@ -34,9 +35,10 @@ class GroupedASHA(GroupedScheduler):
     def _make(self) -> ASHAScheduler:
         s = ASHAScheduler(**self._asha_args)
         # a finished trial reports its summary at max_t = last epoch + 1: no rung may sit on the last epoch
-        # itself (it would cut a finished trial just before its summary)
-        set_asha_rungs(s, [[(m, r) for m, r in rungs if m < self._last_epoch] for rungs in asha_rungs(s)])
-        self._rung_epochs = {m for rungs in asha_rungs(s) for m, _ in rungs}  # the same in every ASHA
+        # itself (it would cut a finished trial just before its summary). ASHA decides at the first epoch that
+        # reaches a rung: a rung of 4.5 epochs (reduction_factor 1.5) is decided after epoch 5
+        set_asha_rungs(s, [[(m, r) for m, r in rungs if math.ceil(m) < self._last_epoch] for rungs in asha_rungs(s)])
+        self._rung_epochs = {math.ceil(m) for rungs in asha_rungs(s) for m, _ in rungs}  # the same in every ASHA
         return s
 
     def _knows(self, s: TrialScheduler, trial: Any) -> bool:
