@@ -1,10 +1,29 @@
-"""Successive halving's pure parts (no Ray): rung epochs, each FT size's share of the budget, and one
+"""Successive halving's pure parts (no Ray): ``scheduler: {type: sh}`` (its spec, decision epochs and
+factory; the scheduler itself is ``_sh.GroupedSH``), rung epochs, each FT size's share of the budget, and one
 bracket's bookkeeping (who is alive, who waits at the current rung with what value, who may go on)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from tlsearch.search._plugin import SchedulerPlugin, SchedulerSpec, ft_size_groups
+
+if TYPE_CHECKING:
+    from tlsearch.search.spec import SearchSpec
+
+
+class SuccessiveHalving(SchedulerSpec):
+    """Synchronous successive halving per FT size: every trial of a size waits at each rung
+    (``grace_period * reduction_factor**i`` epochs) and the best ``1/reduction_factor`` go on (see _sh.py)."""
+    type: Literal["sh"]
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+    # off by default: screening the grid from epoch 1 to one winner is what meets the search-efficiency target
+    protect_families: bool = False
 
 
 def rungs(grace_period: int, eta: float, max_epochs: int) -> list[int]:
@@ -83,3 +102,24 @@ class _Bracket:
         b.members, b.alive, b.best, b.at_rung = list(d["members"]), set(d["alive"]), dict(d["best"]), dict(d["at_rung"])
         b.k, b.go, b.done, b.stopped = d["k"], set(d["go"]), set(d["done"]), d["stopped"]
         return b
+
+
+def decision_epochs(spec: SearchSpec) -> set[int]:
+    """The rungs: a trial pauses after these epochs of its first repeat (and resumes from its checkpoint there)."""
+    sch = spec.scheduler
+    return set(rungs(sch.grace_period, sch.reduction_factor, spec.budget.max_epochs))
+
+
+def make(spec: SearchSpec, searcher: Any, state_path: Path) -> tuple[Any, Any]:
+    """GroupedSH, its brackets kept in ``state_path`` (Tune does not restore a scheduler's state on resume), and
+    the limiter that does not count the trials waiting at a rung."""
+    from tlsearch.search._sh import GroupedSH, PauseAwareLimiter
+
+    sizes, res, sch = spec.search.ft_size, spec.resources, spec.scheduler
+    scheduler = GroupedSH(*ft_size_groups(spec), quotas(sizes, spec.budget.trials),
+                          rungs(sch.grace_period, sch.reduction_factor, spec.budget.max_epochs), sch.reduction_factor,
+                          res.max_concurrent, state_path=str(state_path), protect_families=sch.protect_families)
+    return PauseAwareLimiter(searcher, res.max_concurrent, scheduler), scheduler
+
+
+PLUGIN = SchedulerPlugin(SuccessiveHalving, make, decision_epochs, pauses=True)

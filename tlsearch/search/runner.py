@@ -1,7 +1,7 @@
 """Run a study: Ray Tune ``Tuner`` + ``OptunaSearch`` (TPE, constant liar, persistent journal storage) +
-ASHA over epochs, bounded concurrency, fractional GPUs, retries, per-epoch checkpoints, W&B per trial,
-the Ray dashboard, and the live view. ``run_study(..., restore=True)`` restores the Tuner and the
-searcher state."""
+the spec's scheduler per FT size (``schedulers.py``; ASHA by default), bounded concurrency, fractional GPUs,
+retries, per-epoch checkpoints, W&B per trial, the Ray dashboard, and the live view.
+``run_study(..., restore=True)`` restores the Tuner and the searcher state."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tlsearch.search import tracking
 from tlsearch.search.experiment import NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, TIME_BUDGET, TUNE_NAME, Experiment
 from tlsearch.search.live import LiveView
 from tlsearch.search.space import make_space
-from tlsearch.search.spec import ASHA, SearchSpec, SuccessiveHalving
+from tlsearch.search.spec import SearchSpec
 from tlsearch.search.trainable import trainable
 
 METRIC, MODE = "val_mae", "min"
@@ -158,28 +158,13 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
 
 
 def _scheduling(spec: SearchSpec, searcher: Any, state_path: Path) -> tuple[Any, Any]:
-    """The concurrency-limited searcher and the trial scheduler: one ASHA or one successive-halving bracket
-    per FT size (trials of different sizes have incomparable validation errors), or plain FIFO. Successive
-    halving keeps its brackets in ``state_path`` (Tune does not restore a scheduler's state on resume)."""
-    from ray.tune.schedulers import FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
+    """The concurrency-limited searcher and the trial scheduler, from the registry by ``scheduler.type``
+    (tlsearch/search/schedulers.py): one ASHA or successive-halving bracket per FT size (trials of different
+    sizes have incomparable validation errors), or plain FIFO. ``state_path`` is where a scheduler
+    keeps state Tune does not restore on resume (successive halving's brackets)."""
+    from tlsearch.search import schedulers
 
-    from tlsearch.search._scheduler import GroupedASHA
-    from tlsearch.search._sh import GroupedSH, PauseAwareLimiter, quotas, rungs
-
-    sizes, res, sch, epochs = spec.search.ft_size, spec.resources, spec.scheduler, spec.budget.max_epochs
-    if isinstance(sch, SuccessiveHalving):
-        scheduler = GroupedSH("ft_size", sizes[0], quotas(sizes, spec.budget.trials),
-                              rungs(sch.grace_period, sch.reduction_factor, epochs), sch.reduction_factor,
-                              res.max_concurrent, state_path=str(state_path), protect_families=sch.protect_families)
-        return PauseAwareLimiter(searcher, res.max_concurrent, scheduler), scheduler
-    searcher = ConcurrencyLimiter(searcher, max_concurrent=res.max_concurrent)
-    if isinstance(sch, ASHA):
-        # max_t is one past the last epoch: a finished trial's summary comes at that iteration
-        return searcher, GroupedASHA("ft_size", sizes[0], max_t=epochs + 1, grace_period=sch.grace_period,
-                                     reduction_factor=sch.reduction_factor, last_epoch=epochs,
-                                     protect_families=sch.protect_families)
-    return searcher, FIFOScheduler()
+    return schedulers.make(spec, searcher, state_path)
 
 
 def run_study(spec: SearchSpec, exp: Experiment, console: Console, address: str | None = None,

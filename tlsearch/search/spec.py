@@ -14,8 +14,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tlsearch.errors import UserInputError
+from tlsearch.search._asha import ASHA
+from tlsearch.search._fifo import NoScheduler  # noqa: F401 - the scheduler sections, importable from here too
+from tlsearch.search._sh_bracket import SuccessiveHalving  # noqa: F401
 from tlsearch.search.data_spec import DataEntry, DataSpec
 from tlsearch.search.pt_files import resolve_paths
+from tlsearch.search.schedulers import DEFAULT as DEFAULT_SCHEDULER
+from tlsearch.search.schedulers import SCHEDULERS, SchedulerChoice
 from tlsearch.training.config import FreezeStrategy, GraphSpec, ModelSpec
 
 
@@ -98,28 +103,6 @@ class Budget(_Strict):
     repeats: int = Field(1, ge=1, le=20, description="FT draws per configuration (different sample seeds)")
 
 
-class ASHA(_Strict):
-    type: Literal["asha"] = "asha"
-    grace_period: int = Field(3, ge=1)
-    reduction_factor: float = Field(3.0, gt=1)
-    # the best trial of each strategy family at a rung goes on (see _scheduler.py): no family is dropped wholesale
-    protect_families: bool = True
-
-
-class SuccessiveHalving(_Strict):
-    """Synchronous successive halving per FT size: every trial of a size waits at each rung
-    (``grace_period * reduction_factor**i`` epochs) and the best ``1/reduction_factor`` go on (see _sh.py)."""
-    type: Literal["sh"]
-    grace_period: int = Field(1, ge=1)
-    reduction_factor: float = Field(3.0, gt=1)
-    # off by default: screening the grid from epoch 1 to one winner is what meets the search-efficiency target
-    protect_families: bool = False
-
-
-class NoScheduler(_Strict):
-    type: Literal["none"]
-
-
 class Resources(_Strict):
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
@@ -149,7 +132,8 @@ class SearchSpec(_Strict):
     graph: GraphSpec = GraphSpec()
     search: SearchDims = SearchDims()
     budget: Budget = Budget()
-    scheduler: Union[ASHA, SuccessiveHalving, NoScheduler] = Field(ASHA(), discriminator="type")
+    # every registered scheduler's section (tlsearch/search/schedulers.py), chosen by its `type`
+    scheduler: SchedulerChoice = Field(ASHA(), discriminator="type")
     resources: Resources = Resources()
     tracking: Tracking = Tracking()
     storage: str = "experiments"
@@ -162,7 +146,7 @@ class SearchSpec(_Strict):
     @classmethod
     def _default_scheduler_type(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("scheduler"), dict) and "type" not in data["scheduler"]:
-            data = {**data, "scheduler": {"type": "asha", **data["scheduler"]}}
+            data = {**data, "scheduler": {"type": DEFAULT_SCHEDULER, **data["scheduler"]}}
         return data
 
     @model_validator(mode="after")
@@ -197,8 +181,8 @@ class SearchSpec(_Strict):
         return ModelSpec(backend=self.search.architecture.backend)
 
 
-_BRANCHES = {"float", "int", "bool", "str", "FloatRange", "IntRange", "ASHA", "SuccessiveHalving", "NoScheduler",
-             "TargetSpec", "CheckpointSpec"}
+_BRANCHES = {"float", "int", "bool", "str", "FloatRange", "IntRange", "TargetSpec", "CheckpointSpec",
+             *(p.spec.__name__ for p in SCHEDULERS.values())}
 
 
 def _is_branch(part: object) -> bool:
@@ -206,7 +190,7 @@ def _is_branch(part: object) -> bool:
     return p in _BRANCHES or "[" in p or p.startswith(("function-", "tagged-union"))
 
 
-_TAGS = {"scheduler": {"asha", "sh", "none"}}  # discriminated unions: pydantic puts the tag in the location
+_TAGS = {"scheduler": set(SCHEDULERS)}  # discriminated unions: pydantic puts the tag in the location
 
 
 def _loc(loc: tuple) -> str:

@@ -141,9 +141,9 @@ def _summary(done: list[dict[str, Any]]) -> dict[str, Any]:
 def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str]) -> None:
     from ray import tune
 
+    from tlsearch.search.schedulers import checkpoint_epochs
     from tlsearch.search.space import train_config
-    from tlsearch.search._sh_bracket import rungs
-    from tlsearch.search.spec import SearchSpec, SuccessiveHalving
+    from tlsearch.search.spec import SearchSpec
     from tlsearch.training import train_trial
 
     s = SearchSpec.model_validate(spec)
@@ -162,9 +162,9 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
     # checkpoint once `interval` s passed since the last one (or the start), and never spend more than ~5 % of
     # the time on them (a checkpoint that took c s waits >= 19 c); interval 0: every epoch
     interval, last_ckpt, ckpt_cost = s.resources.checkpoint_interval_s, time.monotonic(), 0.0
-    # successive halving pauses a trial at its rungs and resumes it from the checkpoint reported there
-    rung_epochs = set(rungs(s.scheduler.grace_period, s.scheduler.reduction_factor, s.budget.max_epochs)
-                      if isinstance(s.scheduler, SuccessiveHalving) else ())
+    # a scheduler that pauses trials at its decisions (successive halving: its rungs) resumes them from the
+    # checkpoint reported there
+    rung_epochs = checkpoint_epochs(s)
     spent = {"report_seconds": 0.0, "checkpoint_seconds": 0.0}  # this attempt's per-epoch reporting cost
     try:
         for repeat in range(start_repeat, s.budget.repeats):
