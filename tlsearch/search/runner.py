@@ -159,9 +159,9 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
 
 def _scheduling(spec: SearchSpec, searcher: Any, state_path: Path) -> tuple[Any, Any]:
     """The concurrency-limited searcher and the trial scheduler, from the registry by ``scheduler.type``
-    (tlsearch/search/schedulers.py): one ASHA or successive-halving bracket per FT size (trials of different
-    sizes have incomparable validation errors), or plain FIFO. ``state_path`` is where a scheduler
-    keeps state Tune does not restore on resume (successive halving's brackets)."""
+    (tlsearch/search/schedulers.py): early stopping per FT size (trials of different sizes have incomparable
+    validation errors), or plain FIFO. ``state_path`` is where a scheduler keeps state Tune does not restore
+    on resume (successive halving's brackets)."""
     from tlsearch.search import schedulers
 
     return schedulers.make(spec, searcher, state_path)
