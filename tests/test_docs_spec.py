@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from tlsearch.search import spec as S
+from tlsearch.search.schedulers import SCHEDULERS
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "spec.md").read_text()
 SECTIONS = {"Top level": S.SearchSpec, "data": S.DataSpec, "graph": S.GraphSpec, "search": S.SearchDims,
@@ -73,11 +74,13 @@ def _check_row(title: str, name: str, default: object) -> None:
         f"`{name}`: docs/spec.md says {documented}, the code's default is {default!r}"
 
 
-@pytest.mark.parametrize("model", [S.ASHA, S.SuccessiveHalving])
+@pytest.mark.parametrize("model", [p.spec for p in SCHEDULERS.values()], ids=list(SCHEDULERS))
 def test_every_scheduler_field_is_documented(model):
     text = _section("scheduler")
     for name in model.model_fields:
         assert f"`{name}`" in text, f"docs/spec.md '## scheduler' does not mention `{name}` of {model.__name__}"
+    kind = model.model_fields["type"].annotation.__args__[0]
+    assert re.search(rf"^\| `{kind}`", text, re.M), f"docs/spec.md '## scheduler' has no row for type `{kind}`"
 
 
 def test_the_page_names_the_pt_store_the_code_uses():

@@ -21,6 +21,7 @@ MODULES = (
     "tlsearch.search._asha",        # asha
     "tlsearch.search._sh_bracket",  # sh
     "tlsearch.search._fifo",        # none
+    "tlsearch.search._median",      # median
 )
 
 SCHEDULERS: dict[str, SchedulerPlugin] = {p.type: p for p in (import_module(m).PLUGIN for m in MODULES)}
