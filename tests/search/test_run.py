@@ -6,6 +6,7 @@ These run real Ray and real training on tiny EMT data; each takes about a minute
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -222,3 +223,68 @@ def test_time_budget_stops_trials_as_a_budget_not_a_crash(tmp_path):
     summary = json.loads((exp / "summary.json").read_text())
     assert "no trial finished (2 stopped by the time budget); best partial validation MAE so far" in summary[
         "conclusions"][0]
+
+
+def _median_replay(trials: list[tuple[str, list[float], bool]], grace: int, min_samples: int,
+                   until: int) -> list[int | None]:
+    """Ray's median stopping rule, one per FT size, replayed on trials that ran one at a time: (size, epoch
+    values, finished) in run order -> the epoch each one stops at (None: it ran to the end). As in Tune, a
+    stopped trial's last result reaches the rule twice (the result, then its completion), a finished one's
+    summary counts as a result one past the last epoch, and no result after ``until`` is passed on."""
+    import statistics
+
+    seen: list[tuple[str, list[tuple[int, float]]]] = []  # (size, (epoch, value) results the rule holds)
+    out: list[int | None] = []
+    for size, values, finished in trials:
+        stop = None
+        for epoch in range(grace, min(len(values), until) + 1):
+            means = [statistics.mean(v for e, v in rs if grace <= e <= epoch)
+                     for s, rs in seen if s == size and rs[-1][0] >= epoch]
+            if len(means) >= min_samples and statistics.median(means) < min(values[:epoch]):
+                stop = epoch
+                break
+        held = list(enumerate(values[:stop or until], start=1))
+        held += held[-1:] if stop else [(len(values) + 1, math.inf)]  # inf: the summary is past every epoch
+        seen.append((size, held))
+        out.append(stop)
+    return out
+
+
+def test_median_study_stops_trials_per_ft_size(tmp_path):
+    """scheduler median on the smoke space, scratch only, two FT sizes, one trial at a time (so the rule's
+    inputs are known): the study finishes, some trials stop early, each where Ray's median rule applied within
+    its own FT size says it must (a replay on the trials' reported epochs), and never on the last epoch."""
+    import polars as pl
+
+    from tests.search.test_faults import _rows
+
+    env = _env(tmp_path)
+    search = {**yaml.safe_load(SMOKE.read_text())["search"], "strategy": ["scratch"], "ft_size": [20, 40],
+              "ft_lr": {"low": 1e-8, "high": 0.02, "log": True}}  # from no learning at all to fast learning
+    spec = _spec(tmp_path, search=search, budget={"trials": 10, "max_epochs": 6, "pt_epochs": 1, "repeats": 1},
+                 scheduler={"type": "median", "grace_period": 1, "min_samples_required": 1},
+                 resources={"cpus_per_trial": 1, "max_concurrent": 1})
+    try:
+        proc = _cli("run", str(spec), "--storage", str(tmp_path / "exp"), env=env)
+    finally:
+        _ray_stop(env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exp = tmp_path / "exp" / "smoke"
+    _, study = _study(exp)
+    assert len(study.trials) == 10 and all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+    trials = pl.read_parquet(exp / "trials.parquet").sort("trial")
+    values = {}
+    for d in (exp / "tune").glob("t*/"):
+        rows = _rows(d / "result.json")
+        values[rows[0]["trial_id"]] = [r["val_mae"] for r in rows if not r.get("final")]
+    runs = [(r["ft_size"], values[r["ray_trial_id"]], r["state"] == "finished") for r in trials.iter_rows(named=True)]
+    stops = _median_replay(runs, grace=1, min_samples=1, until=5)
+    states = trials["state"].to_list()
+    assert states == ["finished" if s is None else "stopped_early" for s in stops], (states, stops, runs)
+    assert [len(v) for _, v, _ in runs] == [6 if s is None else s for s in stops], (stops, runs)
+    assert states.count("stopped_early") >= 1, runs
+    # one median over both sizes would have stopped other trials: a flat trial's error is ~3x larger at size 20
+    assert _median_replay([("", v, f) for _, v, f in runs], grace=1, min_samples=1, until=5) != stops
+    for size in ("20", "40"):  # the first trial of a size has no other of its size to be compared with
+        first = next(i for i, (s, _, _) in enumerate(runs) if s == size)
+        assert states[first] == "finished", (size, states)
