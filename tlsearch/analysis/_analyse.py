@@ -121,7 +121,7 @@ def _mae(r: dict[str, Any]) -> str:
 def conclusion(target: str, size: str, best: dict[str, Any], scratch: dict[str, Any] | None,
                best_tl: dict[str, Any] | None, stopped_tl: dict[str, Any] | None = None,
                names: dict[str, str] | None = None) -> str:
-    """``stopped_tl``: transfer trials the scheduler (ASHA or successive halving) stopped at this size
+    """``stopped_tl``: transfer trials the scheduler (ASHA, successive halving, median rule) stopped at this size
     ({"n", "epochs", "val_mae"}), said when none finished, so the reader learns why there is no comparison.
     ``names``: the spec's data labels (``dataset/property`` -> label)."""
     head = f"{short(target, names)}, {size} samples: "

@@ -56,7 +56,7 @@ def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
     f = r.final if r else None
     state = {"COMPLETE": "finished", "FAIL": "failed", "RUNNING": "running", "WAITING": "pending",
              "PRUNED": "stopped_early"}[t.state.name]
-    if state == "finished" and f is None:  # no summary: ASHA stopped it, or it errored (older experiments
+    if state == "finished" and f is None:  # no summary: the scheduler stopped it, or it errored (older experiments
         state = "stopped_early" if r and r.epochs and r.error is None else "failed"  # told Optuna COMPLETE)
     if t.user_attrs.get(NOTE_ATTR) == TIME_BUDGET:
         state = "stopped_budget"

@@ -14,7 +14,7 @@ import polars as pl
 TRIALS: dict[str, tuple[pl.DataType, str]] = {
     "trial": (pl.Int64, "Optuna trial number (0, 1, ...), in the order the searcher proposed them"),
     "ray_trial_id": (pl.String, "Ray Tune trial id (the trial directory is tune/t<last 5 characters>)"),
-    "state": (pl.String, "finished | stopped_early (ASHA or successive halving) | stopped_budget (the study's time budget ran out) | failed | running | pending"),
+    "state": (pl.String, "finished | stopped_early (by the scheduler: ASHA, successive halving or the median rule) | stopped_budget (the study's time budget ran out) | failed | running | pending"),
     "error": (pl.String, "last line of the failure reason (failed trials)"),
     "strategy": (pl.String, "scratch | finetune | mpt"),
     "family": (pl.String, "scratch, PT->FT(<PT source>) or MPT(<property set>): what the report compares"),
