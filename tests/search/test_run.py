@@ -223,6 +223,12 @@ def test_time_budget_stops_trials_as_a_budget_not_a_crash(tmp_path):
     summary = json.loads((exp / "summary.json").read_text())
     assert "no trial finished (2 stopped by the time budget); best partial validation MAE so far" in summary[
         "conclusions"][0]
+    # a resume of the ended study says nothing again about trials an earlier driver closed by the budget
+    try:
+        again = _cli("resume", str(exp), env=env)
+    finally:
+        _ray_stop(env)
+    assert again.returncode == 0 and "time budget (90 s)" not in again.stdout, again.stdout[-3000:]
 
 
 def _median_replay(trials: list[tuple[str, list[float], bool]], grace: int, min_samples: int,

@@ -174,13 +174,26 @@ def run_study(spec: SearchSpec, exp: Experiment, console: Console, address: str 
     start_ray(spec, address, console, metrics_port)
     console.print(f"experiment: {exp.root}")
     tuner = _tuner(spec, exp, console, restore)
+    noted = _budget_noted(spec, exp) if restore else set()
     results = tuner.fit()
     console.print()
-    _close_unfinished(spec, exp, console, {r.metrics.get("trial_id") for r in results if r.metrics})
+    _close_unfinished(spec, exp, console, {r.metrics.get("trial_id") for r in results if r.metrics}, noted)
     return results
 
 
-def _close_unfinished(spec: SearchSpec, exp: Experiment, console: Console, ended: set[str]) -> None:
+def _budget_noted(spec: SearchSpec, exp: Experiment) -> set[int]:
+    """Optuna trials an earlier driver already closed as stopped by the time budget (said then, not again)."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=exp.optuna_storage())
+    except KeyError:  # a new study
+        return set()
+    return {t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(NOTE_ATTR) == TIME_BUDGET}
+
+
+def _close_unfinished(spec: SearchSpec, exp: Experiment, console: Console, ended: set[str],
+                      noted: set[int] = frozenset()) -> None:
     """Once Tune has finished, a trial still RUNNING in the Optuna journal either ran in this driver until the
     study's time budget ran out (Tune stopped it: PRUNED with its last validation value, note TIME_BUDGET) or
     was started by a driver that died before Tune's last snapshot, and Tune re-planned it (FAIL, ORPHANED)."""
@@ -200,6 +213,6 @@ def _close_unfinished(spec: SearchSpec, exp: Experiment, console: Console, ended
         console.print(f"optuna trial {t.number}: orphaned by the interrupted driver, marked failed")
     # the searcher notes the trials Tune told it complete once the budget had run out, this function the rest
     for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get(NOTE_ATTR) == TIME_BUDGET:
+        if t.user_attrs.get(NOTE_ATTR) == TIME_BUDGET and t.number not in noted:
             console.print(f"optuna trial {t.number}: stopped by the study's time budget ({budget:g} s) after "
                           f"{len(t.intermediate_values)} epoch(s)")
