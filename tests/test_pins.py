@@ -8,6 +8,7 @@ message: reinstall with the pins, or upgrade deliberately (`make lock`, then the
 from __future__ import annotations
 
 import re
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -36,7 +37,10 @@ def _pins(path: Path) -> dict[str, str]:
 
 def test_constraints_pin_every_installed_package_exactly():
     pins = _pins(ROOT / "constraints.txt")
-    installed = {_norm(d.metadata["Name"]): d.version.split("+")[0] for d in metadata.distributions()}
+    # the environment's site-packages only: sys.path also holds what libraries vendor (Ray puts its
+    # thirdparty_files, with colorama in it, on sys.path once imported), which pip did not install
+    site = sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
+    installed = {_norm(d.metadata["Name"]): d.version.split("+")[0] for d in metadata.distributions(path=site)}
     wrong = sorted(f"{n}=={v} (pinned {pins[n]})" for n, v in installed.items() if n in pins and pins[n] != v)
     unpinned = sorted(f"{n}=={v}" for n, v in installed.items() if n not in pins and n not in SKIP | OPTIONAL
                       and not n.startswith(CUDA_BUILD))
