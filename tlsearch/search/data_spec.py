@@ -13,7 +13,7 @@ from typing import Annotated, Any, Iterator, Literal, Union
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_serializer,
                       model_validator)
 
-from tlsearch.training.config import CheckpointSpec, TargetSpec
+from tlsearch.training.config import CheckpointSpec, TargetSpec, source_kind
 
 
 class DataEntry(TargetSpec):
@@ -42,14 +42,9 @@ class DataEntry(TargetSpec):
         return out
 
 
-def _source_kind(v: Any) -> str:
-    return "CheckpointSpec" if isinstance(v, CheckpointSpec) or (isinstance(v, dict) and "checkpoint" in v) \
-        else "TargetSpec"
-
-
 # a pre-training source: a (dataset, property) to pre-train on, or a checkpoint to start from
 PTSource = Annotated[Union[Annotated[DataEntry, Tag("TargetSpec")], Annotated[CheckpointSpec, Tag("CheckpointSpec")]],
-                     Discriminator(_source_kind)]
+                     Discriminator(source_kind)]
 
 
 class DataSpec(BaseModel):

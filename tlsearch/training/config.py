@@ -51,14 +51,15 @@ class CheckpointSpec(_Strict):
         return data
 
 
-def _source_kind(v: Any) -> str:
+def source_kind(v: Any) -> str:
+    """The union tag of a PT source: a checkpoint to start from, or a (dataset, property) to pre-train on."""
     return "CheckpointSpec" if isinstance(v, CheckpointSpec) or (isinstance(v, dict) and "checkpoint" in v) \
         else "TargetSpec"
 
 
 # a pre-training source: a (dataset, property) to pre-train on, or a checkpoint to start from
 PTSource = Annotated[Union[Annotated[TargetSpec, Tag("TargetSpec")], Annotated[CheckpointSpec, Tag("CheckpointSpec")]],
-                     Discriminator(_source_kind)]
+                     Discriminator(source_kind)]
 
 
 class ModelSpec(_Strict):
