@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tlsearch.search._sh_bracket import _Bracket, quotas, rungs
+from tlsearch.search._sh_bracket import _Bracket, config_key, quotas, rungs
 
 SIZES = [100, 800]
 OFFSET = {100: 10.0, 800: 1.0}
@@ -65,6 +65,112 @@ def test_bracket_with_the_family_rule_keeps_each_familys_best_and_survives_a_res
     assert plain.halve()[0] == ["b", "c"]
     old_state = {k: v for k, v in b.to_dict().items() if k not in ("protect", "families")}
     assert not _Bracket.from_dict(old_state).protect  # a bracket saved by an older tlsearch
+
+
+
+def _halved_bracket() -> _Bracket:
+    """7 members with configurations; rung 1 decided (a, b, c go on), the way a driver left it when it died."""
+    b = _Bracket(7, [1, 3], 3.0)
+    for i, t in enumerate("abcdefg"):
+        b.add(t)
+        b.configs[t] = config_key({"lr": i})
+    b.at_rung.update(a=0.1, b=0.2, c=0.3, d=0.4, e=0.5, f=0.6, g=0.7)
+    keep, _ = b.halve()
+    b.go.update(keep)
+    return b
+
+
+def test_an_orphans_replacement_takes_its_place_dropped_or_alive():
+    """After a driver crash a member the resumed Tune does not know is an orphan: the trial the searcher plans
+    again with its configuration takes its place, so the bracket keeps its size and its decisions (a place it
+    had dropped stays dropped; an alive one trains to the current rung again)."""
+    b = _halved_bracket()
+    b.best.update(c=0.3)
+    b.orphan("c")  # alive, cleared to go on
+    b.orphan("g")  # dropped at rung 1
+    assert b.orphans == {"c", "g"} and b.full() and "c" in b.alive and "c" not in b.go and "c" not in b.best
+    assert not b.adopt(config_key({"lr": 99}), "x")  # a new configuration takes no place
+    assert b.adopt(config_key({"lr": 6}), "g2") and "g2" not in b.alive  # dropped: stays dropped
+    assert b.adopt(config_key({"lr": 2}), "c2") and "c2" in b.alive and "c" not in b.alive
+    assert b.members == ["a", "b", "c2", "d", "e", "f", "g2"] and not b.orphans and b.full()
+    b.at_rung.update(a=0.1, b=0.2)
+    assert not b.ready()  # the replacement must reach rung 3 first
+    b.at_rung["c2"] = 0.05
+    assert b.ready() and b.halve() == (["c2"], ["a", "b"])
+    again = _Bracket.from_dict(_halved_bracket().to_dict())
+    assert again.configs == _halved_bracket().configs and again.orphans == set()
+
+
+def test_orphans_nobody_replans_stop_holding_the_bracket_and_old_states_drop_them():
+    b = _halved_bracket()
+    b.orphan("c")
+    b.at_rung.update(a=0.1, b=0.2)
+    assert not b.ready() and b.abandon_orphans() and b.ready() and not b.orphans
+    old = _halved_bracket().to_dict()
+    del old["configs"], old["orphans"]  # a state written by an older tlsearch: no configurations recorded
+    b = _Bracket.from_dict(old)
+    b.orphan("c")
+    assert b.members == ["a", "b", "d", "e", "f", "g"] and b.alive == {"a", "b"} and not b.full()
+    done = _halved_bracket()
+    done.done.add("a")
+    done.orphan("a")  # it finished before the crash: its place stays taken
+    assert done.members[0] == "a" and not done.orphans
+
+
+class _Trial:
+    def __init__(self, trial_id: str, status: str, config: dict) -> None:
+        self.trial_id, self.status, self.config, self.is_saving = trial_id, status, config, False
+
+
+class _Controller:
+    """What GroupedSH asks of Tune's controller: the trials, stop one, sync the experiment."""
+
+    def __init__(self, trials: list[_Trial]) -> None:
+        self.trials, self.stopped = trials, []
+
+    def get_trials(self) -> list[_Trial]:
+        return self.trials
+
+    def stop_trial(self, t: _Trial) -> None:
+        self.stopped.append(t.trial_id)
+        t.status = "TERMINATED"
+
+    def checkpoint(self, force: bool = False, wait: bool = False) -> None:
+        pass
+
+
+def test_a_pause_that_is_not_the_brackets_is_resumed(tmp_path):
+    """Tune keeps the decisions of saves in flight in its experiment snapshot and applies them after a resume:
+    a trial its dead driver was pausing at rung 1 is paused again after it reruns epoch 1, although its bracket
+    had already cleared it to go on. Paused, alive and not waiting at a rung: the scheduler runs it again
+    (before, the study waited for it forever: CI, 2026-12-02)."""
+    from tlsearch.search._sh import GroupedSH
+
+    state = tmp_path / "sh_state.json"
+    configs = {t: {"ft_size": 40, "lr": i} for i, t in enumerate("abcdefg")}
+    b = _halved_bracket()
+    b.configs = {t: config_key(c) for t, c in configs.items()}
+    state.write_text(json.dumps({"40": [b.to_dict()]}))
+    sched = GroupedSH("ft_size", 40, {"40": 7}, [1, 3], 3.0, max_concurrent=2, state_path=str(state))
+    sched.restore(str(state))
+    sched.relocate(str(state))
+    trials = [_Trial(t, s, configs[t]) for t, s in (("a", "RUNNING"), ("b", "PAUSED"), ("c", "PAUSED"))]
+    ctl = _Controller(trials)
+    for t in trials:
+        sched.on_trial_add(ctl, t)
+    (bracket,) = sched._brackets["40"]
+    bracket.at_rung["c"] = 0.3  # c waits at rung 3
+    bracket.go -= {"b", "c"}  # b reported epoch 1 again and Tune paused it (the stale decision)
+    assert sched.choose_trial_to_run(ctl) is trials[1]
+    assert sched.choose_trial_to_run(ctl) is trials[1] and "c" not in bracket.go  # c keeps waiting
+    # the orphans of the crash (d..g were never in Tune's snapshot) keep their places; c's replan of d's
+    # configuration takes d's place, dropped
+    new = _Trial("d2", "PENDING", configs["d"])
+    ctl.trials.append(new)
+    sched.on_trial_add(ctl, new)
+    assert bracket.members == ["a", "b", "c", "d2", "e", "f", "g"] and "d2" not in bracket.alive
+    sched.choose_trial_to_run(ctl)
+    assert "d2" in ctl.stopped  # stopped before it runs: its place had been dropped at rung 1
 
 
 def _formula_trainable(config: dict) -> None:

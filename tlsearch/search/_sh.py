@@ -17,7 +17,11 @@ the scheduler resumes a paused trial only while fewer than ``max_concurrent`` ru
 Tune does not keep a scheduler's state across a driver crash (``resume`` starts from the scheduler as it was
 created), so the brackets are written to ``state_path`` (JSON, in the experiment directory) whenever they
 change and read back on the first call after a resume: trials waiting at a rung keep waiting, trials the
-bracket had stopped (shown as unfinished by an older Tune snapshot) are stopped again.
+bracket had stopped (shown as unfinished by an older Tune snapshot) are stopped again, and a member started
+after Tune's last snapshot keeps its place for the trial the searcher plans again with its configuration.
+Tune's snapshot also holds the decisions of checkpoint saves in flight, and a resumed Tune applies them: a
+trial the dead driver was pausing at a rung is paused again after its next save, although its bracket may
+have cleared it since. Such a pause is not the bracket's, and the trial runs again.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from tlsearch.search._grouped import GroupedScheduler
-from tlsearch.search._sh_bracket import _Bracket, quotas, rungs
+from tlsearch.search._sh_bracket import _Bracket, config_key, quotas, rungs
 
 __all__ = ["GroupedSH", "PauseAwareLimiter", "quotas", "rungs"]
 
@@ -64,14 +68,18 @@ class GroupedSH(GroupedScheduler):
     def _bracket(self, trial: Any) -> _Bracket:
         b = self._of_trial.get(trial.trial_id)
         if b is None:
-            group = self.group_of(trial)
+            group, key = self.group_of(trial), config_key(trial.config)
             brackets = self._brackets.setdefault(group, [])
-            if not brackets or brackets[-1].full():
-                brackets.append(_Bracket(max(1, self._quotas.get(group, 1)), self._rungs, self._eta,
-                                         getattr(self, "_protect", False)))
-            b = self._of_trial[trial.trial_id] = brackets[-1]
-            b.add(trial.trial_id)
-            b.families[trial.trial_id] = self.family_of(trial)
+            b = next((c for c in brackets if c.adopt(key, trial.trial_id)), None)  # a replanned orphan's place
+            if b is None:
+                if not brackets or brackets[-1].full():
+                    brackets.append(_Bracket(max(1, self._quotas.get(group, 1)), self._rungs, self._eta,
+                                             getattr(self, "_protect", False)))
+                b = brackets[-1]
+                b.add(trial.trial_id)
+                b.families[trial.trial_id] = self.family_of(trial)
+                b.configs[trial.trial_id] = key
+            self._of_trial[trial.trial_id] = b
         return b
 
     def relocate(self, state_path: str) -> None:
@@ -90,18 +98,17 @@ class GroupedSH(GroupedScheduler):
             os.replace(self._state_path + ".tmp", self._state_path)
 
     def _reconcile(self, tune_controller: Any) -> None:
-        """After a resume: a member Tune does not know (it started after Tune's last snapshot; the searcher
-        plans its configuration again) leaves its bracket, so its replacement can take the place."""
+        """After a resume: a member Tune does not know (it started after Tune's last snapshot) is an orphan; the
+        searcher plans its configuration again and the new trial takes its place in the bracket (``_bracket``),
+        so a bracket that had halved stays the bracket it was: a place it had dropped stays dropped."""
         if self._reconciled:
             return
         self._reconciled = True
         known = {t.trial_id for t in tune_controller.get_trials()}
         for bs in self._brackets.values():
             for b in bs:
-                for tid in [m for m in b.members if m not in known]:
-                    b.members.remove(tid)
-                    b.remove(tid)
-                    b.best.pop(tid, None)
+                for tid in [m for m in b.members if m not in known and m not in b.orphans]:
+                    b.orphan(tid)
                     self._of_trial.pop(tid, None)
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
@@ -196,6 +203,13 @@ class GroupedSH(GroupedScheduler):
             if (b is not None and t.status in (Trial.PENDING, Trial.PAUSED) and t.trial_id not in b.alive
                     and t.trial_id not in b.done):
                 tune_controller.stop_trial(t)
+        # paused, alive and not waiting at a rung: a pause that was not the bracket's (Tune applies the decisions
+        # of saves its dead driver had in flight): the trial may go on
+        for t in trials:
+            b = self._of_trial.get(t.trial_id)
+            if (b is not None and t.status == Trial.PAUSED and t.trial_id in b.alive and t.trial_id not in b.at_rung
+                    and t.trial_id not in b.done):
+                b.go.add(t.trial_id)
         running = sum(1 for t in trials if t.status == Trial.RUNNING and not getattr(t, "is_saving", False))
         starting = sum(1 for t in trials if t.status == Trial.PENDING and not self._waiting(t))  # Tune starts them
         if running + starting >= self._max_concurrent:
@@ -212,7 +226,8 @@ class GroupedSH(GroupedScheduler):
             # out, trials failed) is halved with what it has
             for brackets in self._brackets.values():
                 for b in brackets:
-                    if b.ready() and not b.full():
+                    b.abandon_orphans()  # their configurations were not planned again: no trial will take them
+                    if b.ready():
                         self._process(tune_controller, b, force=True)
                         self._persist()
                         for t in trials:

@@ -1,9 +1,11 @@
 """Successive halving's pure parts (no Ray): ``scheduler: {type: sh}`` (its spec, decision epochs and
 factory; the scheduler itself is ``_sh.GroupedSH``), rung epochs, each FT size's share of the budget, and one
-bracket's bookkeeping (who is alive, who waits at the current rung with what value, who may go on)."""
+bracket's bookkeeping (who is alive, who waits at the current rung with what value, who may go on, and the
+places of members a dead driver started that the resumed Tune does not know)."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -55,6 +57,8 @@ class _Bracket:
         self.go: set[str] = set()  # paused trials cleared to go on
         self.done: set[str] = set()  # completed (not stopped): rerun from their checkpoint if a resume asks
         self.stopped = 0
+        self.configs: dict[str, str] = {}  # trial -> config_key of its configuration
+        self.orphans: set[str] = set()  # members the resumed Tune does not know: their places wait for a replan
 
     def add(self, trial_id: str) -> None:
         self.members.append(trial_id)
@@ -89,19 +93,65 @@ class _Bracket:
         self.at_rung.pop(trial_id, None)
         self.go.discard(trial_id)
 
+    def orphan(self, trial_id: str) -> None:
+        """A member the resumed Tune does not know (a dead driver started it after Tune's last snapshot). The
+        searcher plans its configuration again; the new trial takes its place (``adopt``), alive if it was, and
+        trains up to the current rung again (its value there is gone with its checkpoint). A member without a
+        recorded configuration (a state written by an older tlsearch) leaves the bracket instead."""
+        if trial_id in self.done:  # it finished: its place is taken for good
+            return
+        self.at_rung.pop(trial_id, None)
+        self.best.pop(trial_id, None)
+        self.go.discard(trial_id)
+        if trial_id in self.configs:
+            self.orphans.add(trial_id)
+        else:
+            self.members.remove(trial_id)
+            self.alive.discard(trial_id)
+
+    def adopt(self, key: str, trial_id: str) -> bool:
+        """Give ``trial_id`` (configuration ``key``) the place of an orphan with that configuration, if any."""
+        old = next((t for t in self.members if t in self.orphans and self.configs.get(t) == key), None)
+        if old is None:
+            return False
+        self.orphans.discard(old)
+        self.members[self.members.index(old)] = trial_id
+        if old in self.alive:
+            self.alive.discard(old)
+            self.alive.add(trial_id)
+        self.configs[trial_id] = self.configs.pop(old)
+        if old in self.families:
+            self.families[trial_id] = self.families.pop(old)
+        return True
+
+    def abandon_orphans(self) -> bool:
+        """Orphans whose configuration was not planned again (nothing else runs or waits to start) stop
+        holding their bracket back: they leave the alive set. Whether any did."""
+        gone = self.orphans & self.alive
+        self.alive -= gone
+        self.orphans -= gone
+        return bool(gone)
+
     def to_dict(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "rungs": self.rungs, "eta": self.eta, "members": self.members,
                 "alive": sorted(self.alive), "best": self.best, "at_rung": self.at_rung, "k": self.k,
                 "go": sorted(self.go), "done": sorted(self.done), "stopped": self.stopped, "protect": self.protect,
-                "families": self.families}
+                "families": self.families, "configs": self.configs, "orphans": sorted(self.orphans)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> _Bracket:
         b = cls(d["capacity"], d["rungs"], d["eta"], d.get("protect", False))  # older state: no family rule
         b.families = dict(d.get("families", {}))
+        b.configs, b.orphans = dict(d.get("configs", {})), set(d.get("orphans", []))  # older state: none
         b.members, b.alive, b.best, b.at_rung = list(d["members"]), set(d["alive"]), dict(d["best"]), dict(d["at_rung"])
         b.k, b.go, b.done, b.stopped = d["k"], set(d["go"]), set(d["done"]), d["stopped"]
         return b
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """A trial's configuration as one string: a configuration the searcher plans again after a driver crash
+    gets the same key."""
+    return json.dumps(config, sort_keys=True, default=str)
 
 
 def decision_epochs(spec: SearchSpec) -> set[int]:
