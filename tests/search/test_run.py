@@ -62,10 +62,17 @@ def _ray_stop(env):
     stop_ray(env["RAY_TMPDIR"])
 
 
-def _resume(exp: Path, env) -> tuple:
-    """`tlsearch resume EXP` (Ray stopped afterwards, whatever happens); it must succeed. Returns _study(exp)."""
+def _resume(exp: Path, env, timeout: int = 420) -> tuple:
+    """`tlsearch resume EXP` (Ray stopped afterwards, whatever happens); it must succeed within ``timeout`` s
+    (a smoke study resumes in about a minute; a hang fails with its output and the brackets, if any, instead of
+    pytest's timeout). Returns _study(exp)."""
     try:
-        proc = _cli("resume", str(exp), env=env)
+        proc = _cli("resume", str(exp), env=env, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        sh = exp / "sh_state.json"
+        pytest.fail(f"tlsearch resume still running after {timeout} s; its output ends: {out[-3000:]}\n"
+                    f"sh_state.json: {sh.read_text() if sh.exists() else '-'}")
     finally:
         _ray_stop(env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
