@@ -173,6 +173,50 @@ def test_a_pause_that_is_not_the_brackets_is_resumed(tmp_path):
     assert "d2" in ctl.stopped  # stopped before it runs: its place had been dropped at rung 1
 
 
+class _Search:
+    def __init__(self, finished: bool) -> None:
+        self.finished = finished
+
+    def is_finished(self) -> bool:
+        return self.finished
+
+
+def test_orphans_wait_for_their_replan_until_the_searcher_has_finished(tmp_path):
+    """Right after a resume every member Tune knows can be waiting at rung 1 while the searcher has not yet been
+    asked for the orphans' configurations: nothing runs, but the bracket must wait for them (it was cut short, a
+    second bracket opened for them: /tmp/shstress run2). Once the searcher has finished, orphans nobody took stop
+    holding the bracket back and it is halved with what it has."""
+    from tlsearch.search._sh import GroupedSH
+
+    state = tmp_path / "sh_state.json"
+    configs = {t: {"ft_size": 40, "lr": i} for i, t in enumerate("abcde")}
+    b = _Bracket(7, [1, 3], 3.0)
+    for t in "abcde":
+        b.add(t)
+        b.configs[t] = config_key(configs[t])
+    b.at_rung.update(a=0.3, b=0.1, c=0.2)  # d and e were running when the driver died, after Tune's snapshot
+    state.write_text(json.dumps({"40": [b.to_dict()]}))
+    sched = GroupedSH("ft_size", 40, {"40": 7}, [1, 3], 3.0, max_concurrent=2, state_path=str(state))
+    sched.relocate(str(state))
+    trials = [_Trial(t, "PENDING", configs[t]) for t in "abc"]
+    ctl = _Controller(trials)
+    for t in trials:
+        sched.on_trial_add(ctl, t)
+    ctl.search_alg = _Search(finished=False)
+    assert sched.choose_trial_to_run(ctl) is None
+    (bracket,) = sched._brackets["40"]
+    assert bracket.orphans == {"d", "e"} and bracket.k == 0 and not ctl.stopped  # waiting, not halved
+    d2 = _Trial("d2", "PENDING", configs["d"])  # the searcher plans d's configuration again
+    ctl.trials.append(d2)
+    sched.on_trial_add(ctl, d2)
+    assert bracket.members == ["a", "b", "c", "d2", "e"] and "d2" in bracket.alive
+    bracket.at_rung["d2"] = 0.05
+    d2.status = "PAUSED"
+    ctl.search_alg.finished = True  # e was never planned again (the budget ran out)
+    sched.choose_trial_to_run(ctl)
+    assert bracket.k == 1 and bracket.alive == {"d2", "b"} and not bracket.orphans, bracket.to_dict()
+
+
 def _formula_trainable(config: dict) -> None:
     """Checkpoints every epoch (a paused trial resumes from it); records when it runs, to count concurrency."""
     from ray import tune

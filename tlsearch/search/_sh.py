@@ -224,10 +224,15 @@ class GroupedSH(GroupedScheduler):
         if running == 0 and not any(t.status == Trial.PENDING and not self._waiting(t) for t in trials):
             # nothing runs and the searcher has nothing more: a bracket that will not fill (the budget ran
             # out, trials failed) is halved with what it has
+            search = getattr(tune_controller, "search_alg", None)
+            finished = search is None or search.is_finished()
             for brackets in self._brackets.values():
                 for b in brackets:
-                    b.abandon_orphans()  # their configurations were not planned again: no trial will take them
-                    if b.ready():
+                    # orphans whose configurations the searcher did not plan again once it has finished: no
+                    # trial will take their places (until then a replan may still come: after a resume, every
+                    # known member can be waiting at a rung before the searcher was asked)
+                    abandoned = finished and b.abandon_orphans()
+                    if b.ready() and (not b.full() or abandoned):
                         self._process(tune_controller, b, force=True)
                         self._persist()
                         for t in trials:
