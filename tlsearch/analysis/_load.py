@@ -16,6 +16,7 @@ import polars as pl
 from tlsearch.analysis._schema import HISTORY, TRIALS, polars_schema
 from tlsearch.search.experiment import NOTE_ATTR, REUSED_ATTR, TIME_BUDGET, Experiment
 from tlsearch.search.results import RayTrial, match_trials, read_ray_trials
+from tlsearch.search import dimensions as dims
 from tlsearch.search.space import resolve
 from tlsearch.search.spec import SearchSpec
 
@@ -25,14 +26,6 @@ def eval_maes(summary: dict[str, Any]) -> dict[str, float]:
     """Out-of-domain MAEs of a trial's summary, keyed by the eval set's full label: the trainable reports
     ``eval/<dataset>/<property>/mae``, and a dataset reference holds ':' and '/' (``folder:/data/x``)."""
     return {k[len("eval/"):-len("/mae")]: v for k, v in summary.items() if k.startswith("eval/") and k.endswith("/mae")}
-
-
-def _family(v: dict[str, Any]) -> str:
-    if v["strategy"] == "finetune":
-        return f"PT->FT({v['pt_source']})"
-    if v["strategy"] == "mpt":
-        return f"MPT({' + '.join(v['mpt_properties'])})"
-    return "scratch"
 
 
 def _predictions(trial_dir: Path) -> str | None:
@@ -63,7 +56,6 @@ def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
     error = (r.error if r else None) if state == "failed" else None
     if state == "failed" and error is None:
         error = t.user_attrs.get(NOTE_ATTR, "failed (no error recorded)")
-    freeze = v.get("freeze") if "freeze_depth" not in v else f"depth={v['freeze_depth']}"
     epochs = r.epochs if r else []
     f = f or {}
     pt = f if f.get("pt_key") else next((e for e in epochs if e.get("pt_key")), {})  # stopped early: 1st epoch
@@ -72,13 +64,7 @@ def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
                                                                                   "test_mae_per_repeat")}
     return {
         "trial": t.number, "ray_trial_id": r.trial_id if r else None, "state": state, "error": error,
-        "strategy": v["strategy"], "family": _family(v), "pt_source": v.get("pt_source"),
-        "mpt_properties": " + ".join(v["mpt_properties"]) if "mpt_properties" in v else None,
-        "mpt_size": len(v["mpt_properties"]) if "mpt_properties" in v else None,
-        "freeze": freeze, "reinit_head": v.get("reinit_head"), "ft_size": str(v["ft_size"]),
-        "sampling": v["sampling"], "ft_lr": float(v["ft_lr"]), "pt_lr": _num(v.get("pt_lr")),
-        "body_lr_factor": _num(v.get("body_lr_factor")), "batch_size": int(v["batch_size"]),
-        **{k: int(v[k]) for k in ("alignn_layers", "gcn_layers", "hidden_features", "embedding_features")},
+        **{k: x for dim in dims.DIMENSIONS for k, x in dim.row(v).items()}, "family": dims.family_label(v),
         "repeats": f.get("repeats"), "val_mae": _num(f["val_mae"]) if "val_mae" in f else _num(t.value),
         "val_mae_std": _num(f.get("val_mae_std")), "test_mae": _num(f.get("test_mae")),
         "test_mae_std": _num(f.get("test_mae_std")), "test_rmse": _num(f.get("test_rmse")),

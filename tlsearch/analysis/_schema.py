@@ -10,29 +10,28 @@ from __future__ import annotations
 
 import polars as pl
 
+from tlsearch.search import dimensions as dims
+
+FAMILY_DOC = "scratch, PT->FT(<PT source>) or MPT(<property set>): what the report compares"
+
+
+def _dimension_columns() -> dict[str, tuple[pl.DataType, str]]:
+    """The searched dimensions' columns, from their table (search/dimensions.py), the family after the strategy."""
+    out: dict[str, tuple[pl.DataType, str]] = {}
+    for dim in dims.DIMENSIONS:
+        out.update({name: (getattr(pl, dtype), doc) for name, (dtype, doc) in dim.columns().items()})
+        if dim is dims.STRATEGY:
+            out["family"] = (pl.String, FAMILY_DOC)
+    return out
+
+
 # column -> (dtype, meaning)
 TRIALS: dict[str, tuple[pl.DataType, str]] = {
     "trial": (pl.Int64, "Optuna trial number (0, 1, ...), in the order the searcher proposed them"),
     "ray_trial_id": (pl.String, "Ray Tune trial id (the trial directory is tune/t<last 5 characters>)"),
     "state": (pl.String, "finished | stopped_early (by the scheduler: ASHA, successive halving or the median rule) | stopped_budget (the study's time budget ran out) | failed | running | pending"),
     "error": (pl.String, "last line of the failure reason (failed trials)"),
-    "strategy": (pl.String, "scratch | finetune | mpt"),
-    "family": (pl.String, "scratch, PT->FT(<PT source>) or MPT(<property set>): what the report compares"),
-    "pt_source": (pl.String, "PT dataset:property (finetune)"),
-    "mpt_properties": (pl.String, "MPT property set, ' + '-joined labels (mpt)"),
-    "mpt_size": (pl.Int64, "number of MPT properties (mpt)"),
-    "freeze": (pl.String, "freeze strategy (all_unfrozen, 2b, 3b, new_head, last_layer) or depth=<k>"),
-    "reinit_head": (pl.Boolean, "head re-initialised before FT (transfer strategies)"),
-    "ft_size": (pl.String, "FT sample size as searched: an integer or 'all'"),
-    "sampling": (pl.String, "FT sampling scheme: random | stratified | diverse"),
-    "ft_lr": (pl.Float64, "FT (or scratch) peak learning rate"),
-    "pt_lr": (pl.Float64, "PT peak learning rate (transfer strategies)"),
-    "body_lr_factor": (pl.Float64, "body lr = ft_lr x this factor (transfer strategies)"),
-    "batch_size": (pl.Int64, "FT batch size"),
-    "alignn_layers": (pl.Int64, "ALIGNN layers"),
-    "gcn_layers": (pl.Int64, "GCN layers"),
-    "hidden_features": (pl.Int64, "hidden width"),
-    "embedding_features": (pl.Int64, "embedding width"),
+    **_dimension_columns(),
     "repeats": (pl.Int64, "FT draws finished (different FT samples and seeds; repeat i uses seed + i in every trial)"),
     "val_mae": (pl.Float64, "the objective: validation MAE (mean over repeats; last epoch's for a trial stopped early)"),
     "val_mae_std": (pl.Float64, "std of validation MAE over repeats"),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from tlsearch.errors import WandbPublishError
+from tlsearch.search.dimensions import param_names
 
 if TYPE_CHECKING:
     import wandb_workspaces.reports.v2 as wr
@@ -28,9 +29,7 @@ OBJECTIVE = "val_mae"  # what Optuna minimised; parameter importance is computed
 GROUP_BY = "strategy"  # run config key every run set and grouped panel is grouped by
 # Searched parameters in display order (the run config keys the search space can sample); the parallel
 # coordinates plot shows those the study searched, plus any other sampled key (mpt_combo_<k>) after them.
-PARAMS = ("strategy", "pt_source", "mpt_size", "freeze", "freeze_depth", "reinit_head", "pt_lr", "body_lr_factor",
-          "ft_size", "sampling", "ft_lr", "batch_size", "alignn_layers", "gcn_layers", "hidden_features",
-          "embedding_features")
+PARAMS = param_names()  # from the table of dimensions (search/dimensions.py)
 GRID_WIDTH = 24  # W&B panel grids are 24 units wide
 
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from tlsearch.search.space import family_key
+from tlsearch.search.dimensions import family_key
 
 
 class GroupedScheduler(FIFOScheduler):

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from tlsearch.search.experiment import NOTE_ATTR, TIME_BUDGET, Experiment
 from tlsearch.search.results import match_trials, read_ray_trials
+from tlsearch.search import dimensions as dims
 from tlsearch.search.space import resolve
 
 
@@ -73,8 +74,9 @@ def details(v: dict[str, Any], params: dict[str, Any], names: dict[str, str] | N
         srcs = [v["pt_source"]] if v.get("pt_source") else v.get("mpt_properties", [])
         out += [f"source={'+'.join((names or {}).get(s) or s.rsplit('/', 1)[-1] for s in srcs)}",
                 f"freeze={v['freeze'] if 'freeze' in v else 'depth=' + str(v['freeze_depth'])}"]
+    named = [d for d in dims.DIMENSIONS if d.shown or d is dims.STRATEGY]  # (the strategy has a column of its own)
     for key, x in v.items():
-        if key in params and key not in ("strategy", "ft_size", "pt_source", "freeze", "freeze_depth"):
+        if key in params and not any(d.owns(key) for d in named):
             out.append(f"{key}={x:.2g}" if isinstance(x, float) else f"{key}={x}")
     return " ".join(out)
 

@@ -1,0 +1,319 @@
+"""The searched dimensions, declared once.
+
+Each entry of :data:`DIMENSIONS` says, for one dimension of the study's space: its name (the Optuna parameter,
+the W&B config key and the ``trials.parquet`` column), the strategy branch it exists in, how the spec declares
+it (a range, a list of choices or one fixed value), where its value lands in the trial's TrainConfig, and its
+report column (type and meaning). Everything else is derived from the table, in its order:
+
+- ``space.Space`` (the define-by-run function) suggests each dimension of the trial's branch;
+- ``space.resolve`` (a trial's values: sampled ones from its parameters, the rest fixed) and
+  ``space.train_config`` (where each value lands);
+- ``space.check_trial_configs`` (every choice and both ends of every range, at validate time);
+- ``status.details``, the dimension columns of ``trials.parquet`` (``analysis/_schema.py``, filled by
+  ``analysis/_load.py``) and the parameters of the W&B report;
+- the strategy family (scratch, PT->FT per source, MPT per property set): :func:`family_key` for the schedulers,
+  :func:`family_label` for the report.
+
+Adding a dimension is one entry here plus the training code that reads its TrainConfig field (see
+docs/architecture.md). Three dimensions need more than the generic entry and say so in their own class: the PT
+source (a label that lands as a data reference), the MPT property subset (two parameters: its size, then which
+combination) and the freeze (named strategies, or a depth when the spec searches ``freeze_depth``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import combinations
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+from tlsearch.search.spec import FloatRange, IntRange
+
+if TYPE_CHECKING:
+    from tlsearch.search.spec import SearchSpec
+
+Branch = Literal["all", "transfer", "finetune", "mpt"]
+Dtype = Literal["String", "Int64", "Float64", "Boolean"]
+
+
+def in_branch(branch: Branch, strategy: str) -> bool:
+    """Whether a dimension of ``branch`` exists in a trial of ``strategy``."""
+    return branch == "all" or branch == strategy or (branch == "transfer" and strategy != "scratch")
+
+
+def suggest(trial: Any, name: str, dim: Any) -> Any:
+    """One ``suggest_*`` call for a declared dimension; a fixed value (a scalar, a one-element list) is not
+    suggested."""
+    if isinstance(dim, FloatRange):
+        return trial.suggest_float(name, dim.low, dim.high, log=dim.log)
+    if isinstance(dim, IntRange):
+        return trial.suggest_int(name, dim.low, dim.high, step=dim.step)
+    if isinstance(dim, list):
+        return dim[0] if len(dim) == 1 else trial.suggest_categorical(name, list(dim))
+    return dim
+
+
+def fixed(dim: Any) -> Any:
+    """The value of a dimension that was not suggested (a scalar or a one-element list; for a range, its low
+    end, used only when checking configs)."""
+    if isinstance(dim, list):
+        return dim[0]
+    if isinstance(dim, (FloatRange, IntRange)):
+        return dim.low
+    return dim
+
+
+def extremes(dim: Any) -> list[Any]:
+    if isinstance(dim, (FloatRange, IntRange)):
+        return [dim.low, dim.high]
+    return list(dim) if isinstance(dim, list) else [dim]
+
+
+def _sampled(params: dict[str, Any], name: str) -> bool:
+    v = params.get(name)
+    return v is not None and not (isinstance(v, float) and math.isnan(v))  # Ray's results: NaN = not sampled
+
+
+def _land(cfg: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for p in parents:
+        cfg = cfg.setdefault(p, {})
+    cfg[leaf] = value
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A dimension the spec declares as a range, a list of choices or a fixed value (``declared``), suggested
+    under its own name in ``branch``; its value, through ``cast``, lands at ``lands`` (a dotted path into the
+    TrainConfig) and is the report column ``name`` (``dtype``, ``doc``). ``shown``: `tlsearch status` names it
+    for every trial, fixed or not (what tells trials apart at a glance); ``family``: part of the strategy family."""
+
+    name: str
+    branch: Branch
+    declared: Callable[[SearchSpec], Any]
+    lands: str
+    cast: Callable[[Any], Any]
+    dtype: Dtype
+    doc: str
+    shown: bool = False
+    family: bool = False
+
+    def owns(self, param: str) -> bool:
+        """Whether an Optuna parameter (a W&B config key) belongs to this dimension."""
+        return param == self.name
+
+    def params(self) -> tuple[str, ...]:
+        """The parameters it may sample, in display order (the W&B report's parallel coordinates)."""
+        return (self.name,)
+
+    def suggest(self, trial: Any, spec: SearchSpec) -> Any:
+        return suggest(trial, self.name, self.declared(spec))
+
+    def resolve(self, spec: SearchSpec, params: dict[str, Any]) -> dict[str, Any]:
+        return {self.name: params[self.name] if _sampled(params, self.name) else fixed(self.declared(spec))}
+
+    def land(self, cfg: dict[str, Any], values: dict[str, Any], spec: SearchSpec) -> None:
+        _land(cfg, self.lands, self.cast(values[self.name]))
+
+    def choices(self, spec: SearchSpec) -> list[dict[str, Any]]:
+        """Parameters that put this dimension at each of its choices and range ends (check_trial_configs)."""
+        return [{self.name: v} for v in extremes(self.declared(spec))]
+
+    def check(self, spec: SearchSpec) -> None:
+        """Mistakes in the declaration no single trial config shows (raise UserInputError)."""
+
+    def columns(self) -> dict[str, tuple[Dtype, str]]:
+        return {self.name: (self.dtype, self.doc)}
+
+    def row(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Its report columns for a trial with these resolved values (None where it does not apply)."""
+        v = values.get(self.name)
+        return {self.name: None if v is None else _COLUMN_CAST[self.dtype](v)}
+
+
+_COLUMN_CAST: dict[str, Callable[[Any], Any]] = {"String": str, "Int64": int, "Float64": float, "Boolean": bool}
+
+
+class PtSource(Dimension):
+    """The PT source of a finetune trial: one of the spec's ``pretrain_sources``, by label; it lands as that
+    data entry in ``pretrain.sources``."""
+
+    def land(self, cfg: dict[str, Any], values: dict[str, Any], spec: SearchSpec) -> None:
+        _land(cfg, self.lands, [_entry(spec, values[self.name])])
+
+
+class MptSubset(Dimension):
+    """The MPT property set: its size ``mpt_size`` (``search.mpt_subset``), then which combination of that size
+    (``mpt_combo_<size>``), so every parameter keeps one fixed distribution; it resolves to ``mpt_properties``
+    (the candidates' labels) and lands as those data entries in ``pretrain.sources``."""
+
+    def owns(self, param: str) -> bool:
+        return param == "mpt_size" or param.startswith("mpt_combo_")
+
+    def params(self) -> tuple[str, ...]:
+        return ("mpt_size",)
+
+    @staticmethod
+    def _sizes(spec: SearchSpec) -> tuple[int, int, int]:
+        n, sub = len(spec.mpt_candidates), spec.search.mpt_subset
+        return n, sub.min_size, min(sub.max_size or n, n)
+
+    def suggest(self, trial: Any, spec: SearchSpec) -> None:
+        n, lo, hi = self._sizes(spec)
+        k = suggest(trial, "mpt_size", IntRange(low=lo, high=hi) if hi > lo else lo)
+        if math.comb(n, k) > 1:
+            trial.suggest_int(f"mpt_combo_{k}", 0, math.comb(n, k) - 1)
+
+    def resolve(self, spec: SearchSpec, params: dict[str, Any]) -> dict[str, Any]:
+        n, lo, _ = self._sizes(spec)
+        k = int(params["mpt_size"]) if _sampled(params, "mpt_size") else lo
+        i = int(params[f"mpt_combo_{k}"]) if _sampled(params, f"mpt_combo_{k}") else 0
+        return {self.name: [spec.mpt_candidates[j].label for j in mpt_combinations(n, k)[i]]}
+
+    def land(self, cfg: dict[str, Any], values: dict[str, Any], spec: SearchSpec) -> None:
+        _land(cfg, self.lands, [_entry(spec, label) for label in values[self.name]])
+
+    def choices(self, spec: SearchSpec) -> list[dict[str, Any]]:
+        return []  # every set is made of data entries the spec validated already
+
+    def columns(self) -> dict[str, tuple[Dtype, str]]:
+        return {self.name: ("String", self.doc), "mpt_size": ("Int64", "number of MPT properties (mpt)")}
+
+    def row(self, values: dict[str, Any]) -> dict[str, Any]:
+        v = values.get(self.name)
+        return {self.name: None if v is None else " + ".join(v), "mpt_size": None if v is None else len(v)}
+
+
+class Freeze(Dimension):
+    """What fine-tuning retrains: a named freeze strategy (``search.freeze``), or a depth (``search.freeze_depth``,
+    a range: that many blocks from the input frozen) when the spec gives one; the report column says either."""
+
+    def _param(self, spec: SearchSpec) -> str:
+        return "freeze_depth" if spec.search.freeze_depth is not None else "freeze"
+
+    def _declared(self, spec: SearchSpec) -> Any:
+        s = spec.search
+        return s.freeze_depth if s.freeze_depth is not None else list(s.freeze)
+
+    def owns(self, param: str) -> bool:
+        return param in ("freeze", "freeze_depth")
+
+    def params(self) -> tuple[str, ...]:
+        return ("freeze", "freeze_depth")
+
+    def suggest(self, trial: Any, spec: SearchSpec) -> None:
+        suggest(trial, self._param(spec), self._declared(spec))
+
+    def resolve(self, spec: SearchSpec, params: dict[str, Any]) -> dict[str, Any]:
+        name = self._param(spec)
+        v = params[name] if _sampled(params, name) else fixed(self._declared(spec))
+        return {name: int(v) if name == "freeze_depth" else v}
+
+    def land(self, cfg: dict[str, Any], values: dict[str, Any], spec: SearchSpec) -> None:
+        name = self._param(spec)
+        _land(cfg, f"train.{name}", values[name])
+
+    def choices(self, spec: SearchSpec) -> list[dict[str, Any]]:
+        return [{self._param(spec): v} for v in extremes(self._declared(spec))]
+
+    def check(self, spec: SearchSpec) -> None:
+        s, a = spec.search, spec.search.architecture
+        if s.freeze_depth is None or not set(s.strategy) - {"scratch"}:
+            return
+        from tlsearch.errors import UserInputError
+
+        deepest = max(extremes(s.freeze_depth))
+        n_a, n_g = min(extremes(a.alignn_layers)), min(extremes(a.gcn_layers))
+        if deepest > 1 + n_a + n_g:
+            raise UserInputError(
+                f"search.freeze_depth: {deepest} exceeds the {1 + n_a + n_g} blocks of the smallest searched model "
+                f"(embeddings + {n_a} ALIGNN + {n_g} GCN layers); fix: freeze_depth at most {1 + n_a + n_g}, or "
+                "more layers in search.architecture")
+
+    def row(self, values: dict[str, Any]) -> dict[str, Any]:
+        if "freeze_depth" in values:
+            return {self.name: f"depth={values['freeze_depth']}"}
+        return {self.name: values.get("freeze")}
+
+
+def mpt_combinations(n: int, k: int) -> list[tuple[int, ...]]:
+    return list(combinations(range(n), k))
+
+
+def data_ref(entry: Any) -> dict[str, Any]:
+    """A data entry as a trial config holds it: without its label, which names the data for a reader and
+    changes nothing a trial trains (nor any cache or PT store key)."""
+    return entry.model_dump(exclude={"name"})
+
+
+def _entry(spec: SearchSpec, label: str) -> dict[str, Any]:
+    """The PT data entry (a PT source or an MPT property) the spec labels ``label``, as a trial config holds it."""
+    d = spec.data
+    return data_ref({p.label: p for p in [*d.pretrain_sources, *d.mpt_properties]}[label])
+
+
+def _arch(name: str, doc: str) -> Dimension:
+    return Dimension(name, "all", lambda spec: getattr(spec.search.architecture, name), f"model.{name}", int,
+                     "Int64", doc)
+
+
+# the study's dimensions in the order the define-by-run function suggests them (that order is part of what a
+# seeded sampler draws: keep it when adding one)
+DIMENSIONS: tuple[Dimension, ...] = (
+    Dimension("strategy", "all", lambda spec: list(spec.search.strategy), "mode", str, "String",
+              "scratch | finetune | mpt", family=True),
+    PtSource("pt_source", "finetune", lambda spec: [p.label for p in spec.data.pretrain_sources],
+             "pretrain.sources", str, "String", "PT dataset:property (finetune)", shown=True, family=True),
+    MptSubset("mpt_properties", "mpt", lambda spec: None, "pretrain.sources", list, "String",
+              "MPT property set, ' + '-joined labels (mpt)", shown=True, family=True),
+    Freeze("freeze", "transfer", lambda spec: None, "train.freeze", str, "String",
+           "freeze strategy (all_unfrozen, 2b, 3b, new_head, last_layer) or depth=<k>", shown=True),
+    Dimension("reinit_head", "transfer", lambda spec: list(spec.search.reinit_head), "train.reinit_head", bool,
+              "Boolean", "head re-initialised before FT (transfer strategies)"),
+    Dimension("pt_lr", "transfer", lambda spec: spec.search.pt_lr, "pretrain.optim.lr", float, "Float64",
+              "PT peak learning rate (transfer strategies)"),
+    Dimension("body_lr_factor", "transfer", lambda spec: spec.search.body_lr_factor, "train.body_lr_factor", float,
+              "Float64", "body lr = ft_lr x this factor (transfer strategies)"),
+    Dimension("ft_size", "all", lambda spec: list(spec.search.ft_size), "train.sample_size", lambda v: v, "String",
+              "FT sample size as searched: an integer or 'all'", shown=True),
+    Dimension("sampling", "all", lambda spec: list(spec.search.sampling), "train.sampling", str, "String",
+              "FT sampling scheme: random | stratified | diverse"),
+    Dimension("ft_lr", "all", lambda spec: spec.search.ft_lr, "train.optim.lr", float, "Float64",
+              "FT (or scratch) peak learning rate"),
+    Dimension("batch_size", "all", lambda spec: spec.search.batch_size, "train.optim.batch_size", int, "Int64",
+              "FT batch size"),
+    _arch("alignn_layers", "ALIGNN layers"),
+    _arch("gcn_layers", "GCN layers"),
+    _arch("hidden_features", "hidden width"),
+    _arch("embedding_features", "embedding width"),
+)
+
+
+STRATEGY = DIMENSIONS[0]  # the branch every other dimension depends on
+
+
+def dimensions(strategy: str) -> list[Dimension]:
+    """The dimensions a trial of ``strategy`` has, in table order."""
+    return [d for d in DIMENSIONS if in_branch(d.branch, strategy)]
+
+
+def param_names() -> tuple[str, ...]:
+    """Every parameter a space can sample under a fixed name, in table order (``mpt_combo_<k>`` not included)."""
+    return tuple(p for d in DIMENSIONS for p in d.params())
+
+
+def family_key(params: dict[str, Any]) -> str:
+    """The strategy family of a trial's sampled parameters (what a scheduler must not drop wholesale): the
+    strategy, then the sampled parameters of the family's dimensions (PT source; MPT size and combination)."""
+    owned = [k for k in sorted(params) if any(d.family and d.name != "strategy" and d.owns(k) for d in DIMENSIONS)]
+    return " ".join([str(params.get("strategy", "")), *(f"{k}={params[k]}" for k in owned)])
+
+
+def family_label(values: dict[str, Any]) -> str:
+    """The strategy family of a trial's resolved values, as the report names it: scratch, PT->FT(<source>) or
+    MPT(<property set>)."""
+    if values["strategy"] == "finetune":
+        return f"PT->FT({values['pt_source']})"
+    if values["strategy"] == "mpt":
+        return f"MPT({' + '.join(values['mpt_properties'])})"
+    return "scratch"
