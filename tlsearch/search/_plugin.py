@@ -21,16 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, get_args
 
-from pydantic import BaseModel, ConfigDict
+from tlsearch._models import Strict
 
 if TYPE_CHECKING:
     from tlsearch.search.spec import SearchSpec
 
 
-class SchedulerSpec(BaseModel):
+class SchedulerSpec(Strict):
     """A scheduler's section of ``space.yaml`` (unknown keys rejected); subclasses narrow ``type`` to a Literal."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     type: str
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Iterator, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_serializer,
+from pydantic import (ConfigDict, Discriminator, Field, Tag, field_validator, model_serializer,
                       model_validator)
 
+from tlsearch._models import Strict
 from tlsearch.training.config import CheckpointSpec, TargetSpec, source_kind
 
 
@@ -47,9 +48,7 @@ PTSource = Annotated[Union[Annotated[DataEntry, Tag("TargetSpec")], Annotated[Ch
                      Discriminator(source_kind)]
 
 
-class DataSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class DataSpec(Strict):
     target: DataEntry
     pretrain_sources: list[PTSource] = []  # {dataset, property}, or {checkpoint, label} (docs/pretrained.md)
     mpt_properties: list[DataEntry] = []

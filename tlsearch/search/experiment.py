@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from tlsearch.errors import UserInputError
-from tlsearch.search.spec import SearchSpec, _format
+from tlsearch.search.spec import SearchSpec, format_spec_errors
 
 TUNE_NAME = "tune"
 RAY_TRIAL_ATTR = "ray_trial_id"  # Optuna user attribute: the Ray trial that ran the Optuna trial
@@ -68,7 +68,7 @@ class Experiment:
             return SearchSpec.model_validate_json(self.spec_path.read_bytes())
         except (OSError, ValidationError) as exc:
             why = (f"cannot read: {exc.strerror}" if isinstance(exc, OSError)
-                   else "; ".join(line.removeprefix("-: ") for line in _format(exc, "-").split("\n")))
+                   else "; ".join(line.removeprefix("-: ") for line in format_spec_errors(exc, "-").split("\n")))
             raise UserInputError(f"{self.spec_path}: not a valid experiment spec ({why}); fix: this file is written "
                                  "by `tlsearch run`: restore it from a backup, or start the study again with "
                                  "`tlsearch run SPACE.yaml`") from None

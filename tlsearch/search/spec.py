@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from tlsearch.errors import UserInputError
 from tlsearch.search._asha import ASHA
@@ -21,11 +21,9 @@ from tlsearch.search.data_spec import DataEntry, DataSpec
 from tlsearch.search.pt_files import resolve_paths
 from tlsearch.search.schedulers import DEFAULT as DEFAULT_SCHEDULER
 from tlsearch.search.schedulers import SCHEDULERS, SchedulerChoice
+from tlsearch._models import Strict as _Strict
+from tlsearch._models import format_errors
 from tlsearch.training.config import FreezeStrategy, GraphSpec, ModelSpec
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class FloatRange(_Strict):
@@ -61,12 +59,17 @@ FloatDim = Union[float, Annotated[list[float], Field(min_length=1)], FloatRange]
 IntDim = Union[int, Annotated[list[int], Field(min_length=1)], IntRange]
 
 
+_MODEL = ModelSpec.model_fields  # the model's defaults and bounds live in training/config.py
+
+
 class Architecture(_Strict):
-    backend: Literal["pure", "dgl"] = "pure"
-    alignn_layers: IntDim = 2
-    gcn_layers: IntDim = 2
-    hidden_features: IntDim = 64
-    embedding_features: IntDim = 64
+    """The searched model dimensions (a value, a list or a range each); their defaults are ModelSpec's and their
+    bounds are checked on the trial configs (space.check_trial_configs)."""
+    backend: Literal["pure", "dgl"] = _MODEL["backend"].default
+    alignn_layers: IntDim = _MODEL["alignn_layers"].default
+    gcn_layers: IntDim = _MODEL["gcn_layers"].default
+    hidden_features: IntDim = _MODEL["hidden_features"].default
+    embedding_features: IntDim = _MODEL["embedding_features"].default
 
 
 class MPTSubset(_Strict):
@@ -181,49 +184,13 @@ class SearchSpec(_Strict):
         return ModelSpec(backend=self.search.architecture.backend)
 
 
-_BRANCHES = {"float", "int", "bool", "str", "FloatRange", "IntRange", "TargetSpec", "CheckpointSpec",
-             *(p.spec.__name__ for p in SCHEDULERS.values())}
+# union alternatives that appear in error locations, besides the shared ones; discriminated-union tags
+_BRANCHES = {p.spec.__name__ for p in SCHEDULERS.values()}
+_TAGS = {"scheduler": set(SCHEDULERS)}
 
 
-def _is_branch(part: object) -> bool:
-    p = str(part)
-    return p in _BRANCHES or "[" in p or p.startswith(("function-", "tagged-union"))
-
-
-_TAGS = {"scheduler": set(SCHEDULERS)}  # discriminated unions: pydantic puts the tag in the location
-
-
-def _loc(loc: tuple) -> str:
-    parts = [str(p) if str(p).isprintable() and str(p) else repr(p) for p in loc if not _is_branch(p)]
-    if len(parts) > 1 and parts[1] in _TAGS.get(parts[0], ()):
-        del parts[1]
-    return ".".join(parts) or "(top level)"
-
-
-def _format(exc: ValidationError, where: str) -> str:
-    """One line per field; union alternatives collapsed (a range's own check wins over 'not a list')."""
-    groups: dict[str, list[dict]] = {}
-    for e in exc.errors():
-        groups.setdefault(_loc(e["loc"]), []).append(e)
-    # a union whose chosen alternative (a list, a range) failed inside: report only the inner errors
-    for loc in [k for k, errs in groups.items() if k != "(top level)"
-                and any(o.startswith(k + ".") for o in groups)
-                and not any(e["type"] == "value_error" for e in errs)]:
-        del groups[loc]
-    out = []
-    for loc, errs in groups.items():
-        chosen = [e for e in errs if e["type"] == "value_error"] or errs
-        msgs = list(dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in chosen))
-        if len(msgs) > 1 and any(e["type"] == "list_type" for e in errs):
-            msg = "expected a fixed value, a list of choices or a {low, high} range (" + "; ".join(msgs) + ")"
-        elif len(msgs) > 1:
-            msg = "; or ".join(msgs)
-        else:
-            msg = msgs[0]
-        got = chosen[0].get("input")
-        suffix = f" (got {got!r})" if got is not None and not isinstance(got, (dict, list)) else ""
-        out.append(f"{where}: {loc}: {msg}{suffix}")
-    return "\n".join(out)
+def format_spec_errors(exc: ValidationError, where: str) -> str:
+    return format_errors(exc, where, _BRANCHES, _TAGS)
 
 
 def spec_from_dict(data: Any, where: str = "space.yaml") -> SearchSpec:
@@ -232,7 +199,7 @@ def spec_from_dict(data: Any, where: str = "space.yaml") -> SearchSpec:
     try:
         spec = SearchSpec.model_validate(data)
     except ValidationError as exc:
-        raise UserInputError(_format(exc, where)) from None
+        raise UserInputError(format_spec_errors(exc, where)) from None
     from tlsearch.search.space import check_trial_configs
 
     try:

@@ -10,18 +10,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
+from tlsearch._models import Strict as _Strict
+from tlsearch._models import format_errors
 from tlsearch.errors import UserInputError
 from tlsearch.graphs import GraphParams
 
 Mode = Literal["scratch", "finetune", "mpt"]
 FreezeStrategy = Literal["all_unfrozen", "2b", "3b", "new_head", "last_layer"]
 Size = Annotated[int, Field(ge=2)] | Literal["all"]  # a sample needs a train and a validation structure
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TargetSpec(_Strict):
@@ -161,20 +159,11 @@ class TrainConfig(_Strict):
         return self
 
 
-def _format_errors(exc: ValidationError, where: str) -> str:
-    lines = []
-    for e in exc.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"{where}: {loc}: {e['msg']}" + (f" (got {e['input']!r})" if "input" in e and
-                                                     not isinstance(e["input"], dict) else ""))
-    return "\n".join(lines)
-
-
 def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        raise UserInputError(_format_errors(exc, where)) from None
+        raise UserInputError(format_errors(exc, where)) from None
 
 
 def load_config(path: str | Path) -> TrainConfig:
