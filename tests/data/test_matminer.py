@@ -67,7 +67,7 @@ def test_dielectric_rows_validated(sdist):
     assert ds.properties == ("n", "poly_electronic", "poly_total", "band_gap")
     assert ds.records[0].targets == {"band_gap": 1.9, "n": 1.86, "poly_electronic": 3.44, "poly_total": 6.23}
     assert ds.records[0].atoms.elements == ["Na", "Cl"]
-    assert ds.skipped_by_reason() == {"no finite target": 1, "unparsable structure": 1, "duplicate id": 1}
+    assert ds.skipped_by_reason() == {"no finite target": 1, "unparsable structure": 1, "duplicate id, values differ": 1}
     assert ds.provenance["sdist_sha256"] and ds.provenance["package"] == "matminer==0.4.1"
 
 

@@ -45,6 +45,7 @@ class Candidate:
     atoms: Atoms | None
     targets: Mapping[str, Any]
     error: str = ""
+    reason: str = ""  # why there is no structure, when the source knows better than "unparsable structure"
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,11 @@ class Folder(Source):
             if not row[0]:
                 yield Candidate(rid, None, targets, f"{id_prop.name} line {lineno}: empty file name")
                 continue
-            atoms, error = read_structure(directory / row[0], fmt)
+            path = directory / row[0]
+            if not path.exists():
+                yield Candidate(rid, None, targets, f"{path} not found", reason="missing file")
+                continue
+            atoms, error = read_structure(path, fmt)
             yield Candidate(rid, atoms, targets, error)
 
     def provenance(self, ref: DatasetRef, cache_dir: Path) -> dict[str, Any]:

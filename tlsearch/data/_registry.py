@@ -56,21 +56,30 @@ def _finite_targets(raw: dict) -> dict[str, float]:
     return out
 
 
+def _values(targets: dict[str, float]) -> str:
+    return "(" + ", ".join(f"{k}={v:g}" for k, v in targets.items()) + ")" if targets else "(no finite value)"
+
+
 def validate(candidates: Iterable[Candidate], declared: Iterable[str] = ()) -> tuple[list[Record], list[Skipped], tuple[str, ...]]:
     """Turn candidates into records; every rejected entry is kept as a :class:`Skipped` with its reason."""
     records: list[Record] = []
     skipped: list[Skipped] = []
-    seen: set[str] = set()
+    seen: dict[str, dict[str, float]] = {}  # id -> its first entry's finite targets
     props: dict[str, None] = dict.fromkeys(declared)
     for c in candidates:
         if c.id in seen:
-            skipped.append(Skipped(c.id, "duplicate id", "a record with this id came earlier"))
+            first, this = seen[c.id], _finite_targets(dict(c.targets))
+            if first != this:  # the same structure with two values: which one is right is the user's call
+                skipped.append(Skipped(c.id, "duplicate id, values differ",
+                                       f"kept the first entry {_values(first)}, dropped this one {_values(this)}"))
+            else:
+                skipped.append(Skipped(c.id, "duplicate id", "a record with this id came earlier"))
             continue
-        seen.add(c.id)
+        seen[c.id] = _finite_targets(dict(c.targets))
         for k in c.targets:
             props.setdefault(k)
         if c.atoms is None:
-            skipped.append(Skipped(c.id, "unparsable structure", c.error))
+            skipped.append(Skipped(c.id, c.reason or "unparsable structure", c.error))
             continue
         problem = structure_problem(c.atoms)
         if problem:
@@ -85,7 +94,7 @@ def validate(candidates: Iterable[Candidate], declared: Iterable[str] = ()) -> t
 
 
 def _cache_path(src: Source, ref: DatasetRef, root: Path) -> Path:
-    key = stable_hash([str(ref), src.fingerprint(ref), "v1"], 16)
+    key = stable_hash([str(ref), src.fingerprint(ref), "v2"], 16)  # v2: missing files, conflicting duplicates
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", ref.name)[-60:]
     return root / "datasets" / src.name / f"{safe}-{key}.parquet"
 
