@@ -84,14 +84,53 @@ def test_ray_tuner_restored_scheduler():
     assert _compat.restored_scheduler(tuner) is scheduler, _moved("ray", "Tuner._local_tuner._tune_config")
 
 
-def test_ray_wandb_callback_internals():
-    from ray.air.integrations.wandb import WandbLoggerCallback
+def _private(obj: object) -> set[str]:
+    """Private names of a class or an instance (instance attributes included)."""
+    return {n for n in dir(obj) if n.startswith("_") and not n.startswith("__")}
 
-    assert _compat.wandb_loggable(1.5) and not _compat.wandb_loggable("text"), _moved("ray", "_is_allowed_type")
-    assert {"RESULT", "END"} <= {k.name for k in _compat.WandbQueueItem}, _moved("ray", "_QueueItem")
-    cb = WandbLoggerCallback(project="p", mode="offline")
-    missing = [a for a in _compat.WANDB_CALLBACK_INTERNALS if not hasattr(cb, a)]
-    assert not missing, _moved("ray", f"WandbLoggerCallback internals {missing} (tlsearch/search/_wandb.py)")
+
+def test_private_parts_of_ray_optuna_and_wandb_only_in_the_seam():
+    """Outside _compat.py, tlsearch imports no private name of Ray, Optuna or W&B and reads no private attribute
+    of their objects (nor, in a subclass of theirs, of itself), read from the source."""
+    import ast
+
+    from ray.tune import Tuner
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.experiment import Trial
+    from ray.tune.logger import LoggerCallback
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
+    from ray.tune.search import ConcurrencyLimiter, Searcher
+    from ray.tune.search.optuna import OptunaSearch
+
+    study = optuna.create_study()
+    study.tell(study.ask(), 1.0)
+    search = OptunaSearch(metric="val_mae", mode="min")
+    instances = {OptunaSearch: search, ConcurrencyLimiter: ConcurrencyLimiter(search, 1), Searcher: search,
+                 FIFOScheduler: FIFOScheduler(), TrialScheduler: FIFOScheduler(), ASHAScheduler: ASHAScheduler(),
+                 MedianStoppingRule: MedianStoppingRule(), LoggerCallback: LoggerCallback()}
+    bases = {c.__name__: o for c, o in instances.items()}
+    foreign = set().union(*(_private(o) for o in (TuneController, Tuner(lambda config: None), Trial, study,
+                                                  study.trials[0], study.ask(), *instances.values())))
+    found = []
+    for f in sorted((ROOT / "tlsearch").rglob("*.py")):
+        if f.name == "_compat.py":
+            continue
+        tree = ast.parse(f.read_text())
+        inherited: dict[ast.AST, set[str]] = {}
+        for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
+            names = set().union(*(_private(bases[b.id]) for b in cls.bases if isinstance(b, ast.Name) and b.id in bases))
+            for node in ast.walk(cls):
+                inherited[node] = names
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("ray", "optuna",
+                                                                                               "wandb"):
+                found += [f"{f.name}:{node.lineno} imports {node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_") or any(p.startswith("_") for p in node.module.split("."))]
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                own = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+                if (not own and node.attr in foreign) or (own and node.attr in inherited.get(node, set())):
+                    found.append(f"{f.name}:{node.lineno} {ast.unparse(node)}")
+    assert not found, f"private parts of Ray/Optuna/W&B outside tlsearch/search/_compat.py: {found}"
 
 
 def test_wandb_record_protobuf():

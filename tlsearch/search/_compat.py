@@ -2,28 +2,17 @@
 imports Ray). Each entry says what it does and which public API is missing; tests/search/test_compat.py
 fails loudly, naming the pin in constraints.txt to revisit, when one of them moves in an upgrade.
 
-Still outside this module: ``_wandb.WandbCallback`` overrides private methods of Ray's
-``WandbLoggerCallback`` (``_start_logging_actor``, ``_signal_logging_actor_stop``, ``_cleanup_logging_actors``)
-and keeps its per-trial maps; they are listed in ``WANDB_CALLBACK_INTERNALS`` and checked by the same test.
+The W&B callback (``_wandb.WandbCallback``) is a plain Tune ``LoggerCallback`` with its own writer thread: it
+uses nothing private of Ray's ``WandbLoggerCallback`` (it used to subclass it and override three private
+methods).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# Ray's W&B callback: which results are loggable numbers, and the message kinds of its per-trial queue. Public
-# API missing: Ray exposes neither, and the callback's own logging actor is what _wandb.py replaces.
-from ray.air.integrations.wandb import _is_allowed_type as wandb_loggable  # noqa: F401
-from ray.air.integrations.wandb import _QueueItem as WandbQueueItem  # noqa: F401
-
-__all__ = ["WANDB_CALLBACK_INTERNALS", "WandbQueueItem", "asha_knows", "asha_rungs", "optuna_study", "optuna_trials",
-           "restored_scheduler", "searcher_seed", "set_asha_rungs", "set_stored_user_attr", "wandb_loggable",
-           "wandb_record_class"]
-
-#: what _wandb.WandbCallback overrides or reads on Ray's WandbLoggerCallback
-WANDB_CALLBACK_INTERNALS = ("_start_logging_actor", "_signal_logging_actor_stop", "_cleanup_logging_actors",
-                            "_trial_queues", "_trial_logging_actors", "_trial_logging_futures")
-
+__all__ = ["asha_knows", "asha_rungs", "optuna_study", "optuna_trials",
+           "restored_scheduler", "searcher_seed", "set_asha_rungs", "set_stored_user_attr", "wandb_record_class"]
 
 # ---- Optuna ----------------------------------------------------------------------------------------------
 def set_stored_user_attr(study: Any, frozen: Any, key: str, value: Any) -> None:

@@ -2,11 +2,11 @@
 
 Ray's ``WandbLoggerCallback`` starts two Ray actors per trial (a queue and a logger that imports wandb and
 starts its own wandb-core), and every result crosses a blocking remote call: about 4 s of CPU per trial and
-18 ms per report, while the trial waits (``benchmarks/overhead.py``). Here one thread of the driver writes
-every trial's run (``wandb.init(reinit="create_new")``: several runs in one process, one wandb-core), fed by a
-queue, so a result costs the driver a ``put``. Ray's callback keeps its bookkeeping (which trial has a run,
-what is excluded, what goes to the config); only the transport changes. A W&B error is logged and never
-reaches the study.
+18 ms per report, while the trial waits (``benchmarks/overhead.py``). Here a plain Tune ``LoggerCallback``
+hands every result to one thread of the driver, which writes every trial's run
+(``wandb.init(reinit="create_new")``: several runs in one process, one wandb-core), so a result costs the driver
+a ``put``. The runs look as Ray's callback makes them (id = trial id, name = trial name, the trial's config,
+the same results left out or moved to the config). A W&B error is logged and never reaches the study.
 """
 
 from __future__ import annotations
@@ -17,14 +17,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ray.air.integrations.wandb import WandbLoggerCallback
+from numbers import Number
+
+from ray.tune.logger import LoggerCallback
 from ray.tune.utils import flatten_dict
 
-from tlsearch.search._compat import WandbQueueItem, wandb_loggable
 from tlsearch.search.tracking import earlier_history
 
 log = logging.getLogger("tlsearch.wandb")
 _RESULT, _END = "result", "end"
+EXCLUDE = ("done", "should_checkpoint")  # Tune's bookkeeping in every result, not metrics
+TO_CONFIG = ("trial_id", "experiment_tag", "node_ip", "experiment_id", "hostname", "pid", "date")  # run facts
 
 
 class _Writer:
@@ -83,8 +86,15 @@ class _Writer:
             log.warning("W&B finish for trial %s failed: %s", key, e)
 
 
+def _loggable(value: Any) -> bool:
+    """A history value: a number (numpy scalars included); strings and lists stay out, as in Ray's callback."""
+    if hasattr(value, "item") and getattr(value, "size", None) == 1:
+        value = value.item()
+    return isinstance(value, Number)
+
+
 def _split(result: dict[str, Any], exclude: set[str], to_config: set[str]) -> tuple[dict, dict]:
-    """What Ray's logging actor logs (numbers) and what it moves to the run's config."""
+    """What is logged (numbers) and what goes to the run's config."""
     config = dict(result.get("config", {}))
     config.pop("callbacks", None)
     data = {}
@@ -93,25 +103,12 @@ def _split(result: dict[str, Any], exclude: set[str], to_config: set[str]) -> tu
             continue
         if any(k == c or k.startswith(c + "/") for c in to_config):
             config[k] = v
-        elif wandb_loggable(v):
+        elif _loggable(v):
             data[k] = v
     return data, config
 
 
-class _TrialQueue:
-    """What Ray's callback calls ``put`` on: results and the end of the run go to the writer under the trial's
-    key (checkpoint uploads are not used)."""
-
-    def __init__(self, writer: _Writer, key: str) -> None:
-        self._writer, self._key = writer, key
-
-    def put(self, item: tuple[Any, Any]) -> None:
-        kind, content = item
-        if kind.name in ("RESULT", "END"):
-            self._writer.send(_RESULT if kind.name == "RESULT" else _END, self._key, content)
-
-
-class WandbCallback(WandbLoggerCallback):
+class WandbCallback(LoggerCallback):
     """Every trial a W&B run (id = Ray trial id, group = study name), written by one driver thread.
 
     Every W&B step (= Tune's training_iteration) once. A trial restored from a checkpoint reports again the
@@ -121,33 +118,39 @@ class WandbCallback(WandbLoggerCallback):
     step the earlier files hold, with the iterations the killed driver recorded in result.json but W&B lost
     (its writer buffers; a SIGKILL loses the tail) up to the checkpoint the trial restarts from."""
 
-    _writer: _Writer | None = None
+    def __init__(self, project: str, group: str | None = None, log_config: bool = False,
+                 excludes: list[str] | None = None, upload_timeout: float = 1800, **kwargs: Any) -> None:
+        self.project, self.group, self.log_config = project, group, log_config
+        self.excludes = list(excludes or [])
+        self.upload_timeout = upload_timeout
+        self.kwargs = kwargs  # more wandb.init arguments: mode, dir, entity, notes
+        self._open: set[str] = set()  # trials whose run this driver has started and not finished
+        self._writer: _Writer | None = None
 
-    def _start_logging_actor(self, trial: Any, exclude_results: list[str], **wandb_init_kwargs: Any) -> None:
-        if trial in self._trial_logging_futures:  # a retried trial keeps its run
+    def _start(self, trial: Any, resume: bool) -> None:
+        if trial.trial_id in self._open:  # a retried trial keeps its run
             return
         if self._writer is None:
             self._writer = _Writer()
-        key = trial.trial_id
-        self._writer.send("start", key, (exclude_results, self.AUTO_CONFIG_KEYS, trial.local_path,
-                                         wandb_init_kwargs))
-        self._trial_queues[trial] = _TrialQueue(self._writer, key)
-        self._trial_logging_actors[trial] = self._trial_logging_futures[trial] = key
+        config = {k: v for k, v in trial.config.items() if k != "callbacks" and k not in self.excludes}
+        exclude = [*EXCLUDE, *self.excludes, *([] if self.log_config else ["config"])]
+        init = {"id": trial.trial_id, "name": str(trial), "resume": "allow" if resume else False, "reinit": True,
+                "allow_val_change": True, "group": self.group or trial.experiment_dir_name,
+                "project": self.project, "config": config, **self.kwargs}
+        self._writer.send("start", trial.trial_id, (exclude, TO_CONFIG, trial.local_path, init))
+        self._open.add(trial.trial_id)
 
-    def _signal_logging_actor_stop(self, trial: Any) -> None:
+    def _stop(self, trial: Any) -> None:
         # a trial lost before its run started (e.g. its node died during a retry) has none
-        q = self._trial_queues.pop(trial, None)
-        if q is not None:
-            q.put((WandbQueueItem.END, None))
-            self._trial_logging_actors.pop(trial, None)
-            self._trial_logging_futures.pop(trial, None)
+        if trial.trial_id in self._open and self._writer is not None:
+            self._writer.send(_END, trial.trial_id)
+            self._open.discard(trial.trial_id)
 
-    def _cleanup_logging_actors(self, timeout: int = 0, kill_on_timeout: bool = False) -> None:
-        if timeout and self._writer is not None:  # the end of the experiment: finish and write every run
-            for trial in list(self._trial_queues):
-                self._signal_logging_actor_stop(trial)
-            self._writer.close(timeout)
-            self._writer = None
+    def _log(self, trial: Any, result: dict) -> None:
+        if trial.trial_id not in self._open:
+            self.log_trial_start(trial)
+        if self._writer is not None:
+            self._writer.send(_RESULT, trial.trial_id, result)
 
     def _continued(self, trial: Any) -> dict[str, Any]:
         if not hasattr(self, "_steps"):
@@ -163,26 +166,20 @@ class WandbCallback(WandbLoggerCallback):
         return self._steps[trial.trial_id]
 
     def log_trial_start(self, trial: Any) -> None:
-        if not self._continued(trial)["resumed"] or trial in self._trial_logging_actors:
-            return super().log_trial_start(trial)
-        self.kwargs["resume"] = "allow"
-        try:
-            super().log_trial_start(trial)
-        finally:
-            self.kwargs.pop("resume", None)
+        self._start(trial, resume=bool(self._continued(trial)["resumed"]))
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
         s = self._continued(trial)
         step = result.get("training_iteration")
         if step is None:
-            return super().log_trial_result(iteration, trial, result)
+            return self._log(trial, result)
         for row in s["backfill"]:  # what W&B lost, up to the checkpoint this attempt restarted from
             if s["last"] < row["training_iteration"] < step:
-                super().log_trial_result(iteration, trial, row)
+                self._log(trial, row)
                 s["last"] = row["training_iteration"]
         s["backfill"] = []
         if step > s["last"]:
-            super().log_trial_result(iteration, trial, result)
+            self._log(trial, result)
             s["last"] = step
 
     def _flush_backfill(self, trial: Any) -> None:
@@ -193,24 +190,33 @@ class WandbCallback(WandbLoggerCallback):
         rows = [r for r in s["backfill"] if r["training_iteration"] > s["last"]]
         s["backfill"] = []
         for row in rows:
-            super().log_trial_result(row["training_iteration"], trial, row)  # starts its run if none is open
+            self._log(trial, row)  # starts its run if none is open
             s["last"] = row["training_iteration"]
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         self._flush_backfill(trial)
-        super().log_trial_end(trial, failed)
+        self._stop(trial)
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         for trial in trials:  # every trial's W&B history ends complete, whichever driver ran its epochs
             self._flush_backfill(trial)
-            self._signal_logging_actor_stop(trial)
-        super().on_experiment_end(trials, **info)
+        self._close(self.upload_timeout)
+
+    def _close(self, timeout: float) -> None:
+        """Finish every open run and wait (at most ``timeout`` s) for W&B to write them."""
+        if self._writer is not None:
+            self._open.clear()
+            self._writer.close(timeout)
+            self._writer = None
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks with the run config
-        return {k: v for k, v in self.__dict__.items() if k not in ("_writer", "_steps")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_writer", "_steps", "_open")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # a resumed driver has no run open yet
+        self.__dict__.update(state, _writer=None, _open=set())
 
     def __del__(self) -> None:  # at interpreter exit: finish what is open, briefly
         try:
-            self._cleanup_logging_actors(timeout=2)
+            self._close(2)
         except Exception:  # noqa: BLE001
             pass
