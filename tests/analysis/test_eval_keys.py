@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tlsearch.analysis._load import eval_maes
+from tlsearch.search.results import eval_maes
 
 
 def test_eval_set_maes_keep_the_full_label_of_references_with_colons_and_slashes():

@@ -15,17 +15,11 @@ import polars as pl
 
 from tlsearch.analysis._schema import HISTORY, TRIALS, polars_schema
 from tlsearch.search.experiment import NOTE_ATTR, REUSED_ATTR, TIME_BUDGET, Experiment
-from tlsearch.search.results import RayTrial, match_trials, read_ray_trials
+from tlsearch.search.results import RayTrial, eval_maes, match_trials, read_ray_trials
 from tlsearch.search import dimensions as dims
 from tlsearch.search.space import resolve
 from tlsearch.search.spec import SearchSpec
 
-
-
-def eval_maes(summary: dict[str, Any]) -> dict[str, float]:
-    """Out-of-domain MAEs of a trial's summary, keyed by the eval set's full label: the trainable reports
-    ``eval/<dataset>/<property>/mae``, and a dataset reference holds ':' and '/' (``folder:/data/x``)."""
-    return {k[len("eval/"):-len("/mae")]: v for k, v in summary.items() if k.startswith("eval/") and k.endswith("/mae")}
 
 
 def _predictions(trial_dir: Path) -> str | None:

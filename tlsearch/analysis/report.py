@@ -61,7 +61,7 @@ def analyse(exp: Experiment, trials: pl.DataFrame) -> dict[str, Any]:
             "importance_notes": notes,
             "compute": A.compute(trials, spec.budget.repeats), "failed": A.failures(trials),
             "eval_sets": [e.label for e in spec.data.eval_sets], "labels": names,
-            "selected_models": selected(exp, trials, sizes)}
+            "selected_models": selected(exp, trials, sizes), "data": exp.data_quality()}
 
 
 def _pm(e: dict[str, Any]) -> str:
@@ -129,9 +129,14 @@ def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
         doc.p("No transfer trial finished.")
     if s["eval_sets"]:
         doc.h("Out-of-domain evaluation sets (MAE of each family's best model)")
-        doc.table(["FT size", "family", *[names.get(e, e) for e in s["eval_sets"]]],
-                  [[z["ft_size"], A.family_name(f["family"], names), *[f["eval_mae"].get(e) for e in s["eval_sets"]]]
+        doc.p("Each family's best model (selected by validation MAE) on the target's held-out test set (in-domain) "
+              "and on every structure of each evaluation set; mean over the repeats.")
+        doc.table(["FT size", "family", "test MAE (in-domain)", *[names.get(e, e) for e in s["eval_sets"]]],
+                  [[z["ft_size"], A.family_name(f["family"], names), _pm(f),
+                    *[f["eval_mae"].get(e) for e in s["eval_sets"]]]
                    for z in s["by_ft_size"] for f in z["families"]])
+        if not any(f["eval_mae"] for z in s["by_ft_size"] for f in z["families"]):
+            doc.p("No finished trial has evaluation-set results yet (they are computed when a trial finishes).")
     doc.h("Learning curves")
     doc.img(plots.get("curves"), "Test MAE vs FT training structures, best configuration per family")
     doc.img(plots.get("heatmap"), "Test MAE of each family's best configuration at each FT size")
@@ -177,6 +182,31 @@ def selected_section(doc: Doc, models: list[dict[str, Any]]) -> None:
     doc.items([f"FT size {m['ft_size']}: `{m['commands']['predict']}`; `{m['commands']['export']}`" for m in models])
 
 
+def data_section(doc: Doc, data: list[dict[str, Any]]) -> None:
+    """Per dataset the study used: entries, used, skipped by reason with the ids, target statistics, test size."""
+    doc.h("Data")
+    if not data:
+        doc.p("No data record: the experiment was started before `tlsearch run` recorded one (data.json).")
+        return
+    doc.table(["dataset", "role", "entries", "used", "skipped", "target mean +/- std [min, max]", "held-out test"],
+              [[q["label"] or f"{q['ref']}/{q['property']}", q["role"].removeprefix("data."), q["entries"], q["used"],
+                ", ".join(f"{n} {r}" for r, n in q["skipped_by_reason"].items()) or "0", _target(q["target"]),
+                q.get("test", "-")] for q in data])
+    for q in (q for q in data if q["skipped_entries"]):
+        name = q["label"] or f"{q['ref']}/{q['property']}"
+        listed = q["skipped_entries"][:50]
+        doc.items([f"{name}: skipped {e['id']}: {e['reason']}" + (f" ({e['detail']})" if e["detail"] else "")
+                   for e in listed] + ([f"{name}: ... {q['skipped'] - len(listed)} more in data.json"]
+                                       if q["skipped"] > len(listed) else []))
+    if not any(q["graphs_checked"] for q in data):
+        doc.p("Graph-level failures (isolated atoms, too few neighbours) are found when the trials build graphs; "
+              "`tlsearch data describe DATASET --graphs` lists them before a study.")
+
+
+def _target(t: dict[str, Any]) -> str:
+    return f"{t['mean']:.4g} +/- {t['std']:.3g} [{t['min']:.4g}, {t['max']:.4g}]" if t.get("count") else "-"
+
+
 def all_trials_table(doc: Doc, trials: pl.DataFrame, names: dict[str, str] | None = None) -> None:
     doc.h("All trials")
     doc.table(["trial", "state", "family", "freeze", "FT size", "sampling", "ft_lr", "val MAE", "test MAE", "epochs"],
@@ -207,6 +237,7 @@ def build_report(exp: Experiment | str | Path) -> Report:
              "progress": P.progress(trials, pdir / "search_progress.png")}
     s["plots"] = {k: str(v.relative_to(root)) for k, v in plots.items() if v is not None}
     doc = document(s, plots)
+    data_section(doc, s["data"])
     all_trials_table(doc, trials, names)
     paths = {"summary": root / "summary.json", "md": root / "report.md", "html": root / "report.html"}
     write_atomic(paths["summary"], json.dumps(s, indent=1, default=str).encode())

@@ -85,3 +85,9 @@ def match_trials(optuna_trials: list[Any], ray_trials: list[RayTrial]) -> dict[i
                 used.add(r.trial_id)
                 break
     return out
+
+
+def eval_maes(summary: dict[str, Any]) -> dict[str, float]:
+    """Out-of-domain MAEs of a trial's summary, keyed by the eval set's full label: the trainable reports
+    ``eval/<dataset>/<property>/mae``, and a dataset reference holds ':' and '/' (``folder:/data/x``)."""
+    return {k[len("eval/"):-len("/mae")]: v for k, v in summary.items() if k.startswith("eval/") and k.endswith("/mae")}

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tlsearch.search.experiment import NOTE_ATTR, TIME_BUDGET, Experiment
-from tlsearch.search.results import match_trials, read_ray_trials
+from tlsearch.search.results import eval_maes, match_trials, read_ray_trials
 from tlsearch.search import dimensions as dims
 from tlsearch.search.space import resolve
 
@@ -59,10 +59,17 @@ def study_rows(exp: Experiment) -> list[dict[str, Any]]:
             state = "stopped early"  # the scheduler ended it; its last validation value stands
         if t.user_attrs.get(NOTE_ATTR) == TIME_BUDGET:
             state = TIME_BUDGET
+        evals = eval_maes(r) if r.get("final") else {}
         rows.append({"trial": t.number, "state": state, "strategy": strategy, "details": details(v, p, names),
                      "val": f"{value:.4g}" if value is not None else "", "value": value, "test": test_s,
+                     "eval": " ".join(f"{_short(k, names)}={x:.4g}" for k, x in evals.items()),
                      "epochs": _epochs(r), "ft_size": v["ft_size"]})
     return rows
+
+
+def _short(ref: str, names: dict[str, str] | None) -> str:
+    """A data reference (``dataset/property``) as the narrow table names it: its label, else its property."""
+    return (names or {}).get(ref) or ref.rsplit("/", 1)[-1]
 
 
 def details(v: dict[str, Any], params: dict[str, Any], names: dict[str, str] | None = None) -> str:
@@ -72,7 +79,7 @@ def details(v: dict[str, Any], params: dict[str, Any], names: dict[str, str] | N
     out = [f"size={v['ft_size']}"]
     if v["strategy"] != "scratch":
         srcs = [v["pt_source"]] if v.get("pt_source") else v.get("mpt_properties", [])
-        out += [f"source={'+'.join((names or {}).get(s) or s.rsplit('/', 1)[-1] for s in srcs)}",
+        out += [f"source={'+'.join(_short(s, names) for s in srcs)}",
                 f"freeze={v['freeze'] if 'freeze' in v else 'depth=' + str(v['freeze_depth'])}"]
     named = [d for d in dims.DIMENSIONS if d.shown or d is dims.STRATEGY]  # (the strategy has a column of its own)
     for key, x in v.items():
@@ -122,11 +129,16 @@ def offline_wandb(exp: Experiment) -> list[Path]:
 
 
 def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
+    """One row per trial; an "eval MAE" column (each out-of-domain set of the spec, finished trials) when any
+    trial has one."""
     t = Table(title=title)
-    for col in ("trial", "state", "strategy", "details", "val MAE", "test MAE", "epochs"):  # wrap, never cut
+    cols = [("trial", "trial"), ("state", "state"), ("strategy", "strategy"), ("details", "details"),
+            ("val MAE", "val"), ("test MAE", "test")]
+    cols += [("eval MAE", "eval")] if any(r.get("eval") for r in rows) else []
+    cols += [("epochs", "epochs")]
+    for col, _ in cols:  # wrap, never cut
         t.add_column(col, justify="right" if "MAE" in col or col == "epochs" else "left", overflow="fold")
     for r in rows:
         # plain text, never markup: a data label in the details may hold [brackets]
-        t.add_row(*(escape(str(r.get(k, ""))) for k in ("trial", "state", "strategy", "details", "val", "test",
-                                                          "epochs")))
+        t.add_row(*(escape(str(r.get(k, ""))) for _, k in cols))
     return t
