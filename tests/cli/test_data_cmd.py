@@ -79,3 +79,46 @@ def test_train_command_bad_yaml_exit_2(tmp_path):
     assert proc.returncode == 2 and "not valid YAML" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("train", str(tmp_path / "missing.yaml"))
     assert proc.returncode == 2 and "missing.yaml" in proc.stderr
+
+
+def five_broken_entries(root):
+    """A folder with two good structures and the five kinds of bad entry a user's data has: an unparsable
+    POSCAR, a NaN target, an isolated atom (parses, fails at graph building), a duplicated id with a different
+    value and a missing file."""
+    import numpy as np
+    from jarvis.core.atoms import Atoms
+
+    from tests.data.test_folder import cu, si
+
+    root.mkdir()
+    si().write_poscar(str(root / "Si.vasp"))
+    cu().write_poscar(str(root / "Cu.vasp"))
+    Atoms(lattice_mat=np.eye(3) * 30.0, coords=[[0, 0, 0]], elements=["Cu"], cartesian=False).write_poscar(
+        str(root / "lonely.vasp"))
+    (root / "broken.vasp").write_text("this is not a POSCAR\n")
+    cu().write_poscar(str(root / "nan.vasp"))
+    (root / "id_prop.csv").write_text("Si.vasp,1.0\nCu.vasp,2.0\nlonely.vasp,3.0\nbroken.vasp,4.0\nnan.vasp,nan\n"
+                                      "Si.vasp,1.5\ngone.vasp,5.0\n")
+    return root
+
+
+def test_describe_lists_every_skipped_entry_with_its_reason(tmp_path):
+    """issue 14.5: ids and distinct reasons, in the table and --json; the isolated atom once graphs exist."""
+    d = five_broken_entries(tmp_path / "crystals")
+    env = {**__import__("os").environ, "TLSEARCH_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
+    proc = run_cli("data", "describe", f"folder:{d}", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    reasons = {e["id"]: e["reason"] for e in info["skipped_entries"]}
+    assert reasons == {"broken.vasp": "unparsable structure", "nan.vasp": "no finite target",
+                       "Si.vasp": "duplicate id, values differ", "gone.vasp": "missing file"}, reasons
+    assert info["records"] == 3 and not info["graphs_checked"]
+    proc = run_cli("data", "describe", f"folder:{d}", "--json", "--graphs", env=env)
+    info = json.loads(proc.stdout)
+    reasons = {e["id"]: e["reason"] for e in info["skipped_entries"]}
+    assert reasons["lonely.vasp"] == "graph: isolated atom" and len(reasons) == 5 and info["records"] == 2
+    assert info["properties"]["target"]["used"] == 2
+    table = run_cli("data", "describe", f"folder:{d}", "--graphs", env=env).stdout
+    for needle in ("skipped entries (5)", "gone.vasp", "missing file", "values differ", "graph: isolated atom",
+                   "kept the first entry (target=1), dropped this one (target=1.5)"):
+        assert needle in table, (needle, table)

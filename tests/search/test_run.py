@@ -96,16 +96,26 @@ def _wandb_summary(run_dir: Path) -> dict:
     return json.loads(out.stdout)
 
 
+EVAL_SET = {"dataset": "emt:alloys?n=30&seed=7", "property": "bulk_modulus", "label": "EMT alloys, seed 7"}
+
+
 def test_smoke_study_end_to_end(tmp_path):
+    """The smoke study with an out-of-domain evaluation set (issue 14.4): every finished trial is scored on it,
+    and trials.parquet, the report, summary.json, W&B and `tlsearch status` show it."""
     env = _env(tmp_path)
+    data = yaml.safe_load(SMOKE.read_text())["data"]
     try:
-        proc = _cli("run", str(_spec(tmp_path)), "--storage", str(tmp_path / "exp"), env=env)
+        proc = _cli("run", str(_spec(tmp_path, data={**data, "eval_sets": [EVAL_SET]})), "--storage",
+                    str(tmp_path / "exp"), env=env)
     finally:
         _ray_stop(env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "Ray dashboard: http://127.0.0.1:" in out
     assert "W&B: offline" in out and "wandb sync" in out
+    # one line per dataset before the trials (issue 14.5)
+    assert "data (target): emt:alloys?n=80&seed=0/bulk_modulus: 80 used, 0 skipped" in out
+    assert "data (eval_sets.0): EMT alloys, seed 7: 30 used, 0 skipped" in out
     exp = tmp_path / "exp" / "smoke"
     names, study = _study(exp)
     assert names == ["smoke"] and len(study.trials) == 5
@@ -120,6 +130,22 @@ def test_smoke_study_end_to_end(tmp_path):
     # status works from the directory alone
     st = _cli("status", str(exp), env=env, timeout=120)
     assert st.returncode == 0 and "best so far" in st.stdout and "5 of 5 trials" in st.stdout
+    # the evaluation set: scored for every finished trial, in W&B, trials.parquet, the report and status
+    ref = f"{EVAL_SET['dataset']}/{EVAL_SET['property']}"
+    assert all(s["summary"][f"eval/{ref}/mae"] > 0 for s in finished)
+    import polars as pl
+
+    trials = pl.read_parquet(exp / "trials.parquet").filter(pl.col("state") == "finished")
+    assert trials.height == len(finished) and all(json.loads(e)[ref] > 0 for e in trials["eval_mae"])
+    summary = json.loads((exp / "summary.json").read_text())
+    fams = [f for z in summary["by_ft_size"] for f in z["families"]]
+    assert summary["eval_sets"] == [ref] and fams and all(f["eval_mae"][ref] > 0 for f in fams)
+    roles = [(q["role"], q["used"]) for q in summary["data"]]
+    assert len(roles) == 6 and roles[0] == ("data.target", 80) and roles[-1] == ("data.eval_sets.0", 30), roles
+    report = (exp / "report.md").read_text()
+    assert "Out-of-domain evaluation sets" in report and "EMT alloys, seed 7" in report.split("Out-of-domain")[1]
+    wide = _cli("status", str(exp), env={**env, "COLUMNS": "400"}, timeout=120).stdout  # no folded cells
+    assert "eval MAE" in wide and "EMT alloys, seed 7=" in wide
 
 
 def test_resume_after_driver_sigkill(tmp_path):

@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from tlsearch.data import get_source, load_dataset, source_names
-from tlsearch.data.splits import split_pool
 from tlsearch.graphs import GraphParams
 
 data_app = typer.Typer(help="Datasets: list sources, prepare (parse + graphs), describe.")
@@ -79,45 +78,57 @@ def prepare_cmd(
         out.print(f"  skipped {ds.records[i].id}: {reason} ({detail})")
 
 
-def _stats(v: np.ndarray) -> dict[str, float]:
-    v = v[np.isfinite(v)]
-    if not len(v):
-        return {"count": 0}
-    q = np.percentile(v, [0, 50, 100])
-    return {"count": int(len(v)), "mean": float(v.mean()), "std": float(v.std()), "min": float(q[0]),
-            "median": float(q[1]), "max": float(q[2])}
-
-
 @data_app.command("describe")
 def describe_cmd(
     ref: str = typer.Argument(..., help=REF_HELP),
     test_fraction: float = typer.Option(0.1, help="Held-out test fraction."),
     split_seed: int = typer.Option(0, help="Seed of the held-out split."),
+    graphs: bool = typer.Option(False, "--graphs", help="Also build the graphs (default graph settings, into the "
+                                "cache) and list the structures whose graph fails: isolated atoms, too few neighbours."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     cache: Optional[Path] = CacheOpt,
 ) -> None:
-    """Counts, target statistics, skipped entries by reason, and split sizes."""
+    """Counts, target statistics, every skipped entry with its id and reason, and split sizes."""
+    from tlsearch.data.quality import quality, target_stats
+
     ds = load_dataset(ref, cache=cache)
-    info: dict = {"ref": str(ds.ref), "records": len(ds), "skipped": len(ds.skipped),
-                  "skipped_by_reason": ds.skipped_by_reason(), "provenance": ds.provenance, "properties": {}}
-    for p in ds.properties:
-        vals = ds.values(p)
-        n_ok = int(np.isfinite(vals).sum())
-        split = split_pool([r.id for r, v in zip(ds.records, vals) if np.isfinite(v)], test_fraction, split_seed) \
-            if n_ok else None
-        info["properties"][p] = {**_stats(vals), "pool": len(split.pool) if split else 0,
-                                 "test": len(split.test) if split else 0}
+    failed: dict[str, tuple[str, str]] = {}
+    if graphs:
+        from tlsearch.graphs import GraphCache
+
+        with out.status(f"building the graphs of {len(ds)} structures ..."):
+            gs = GraphCache(GraphParams(), root=cache).get([r.atoms for r in ds.records])
+        failed = {ds.records[i].id: f for i, f in gs.failures.items()}
+    per = {p: quality(ds, p, test_fraction, split_seed, failed) for p in ds.properties}
+    entries = [{"id": s.id, "reason": s.reason, "detail": s.detail} for s in ds.skipped]
+    entries += [{"id": rid, "reason": f"graph: {r}", "detail": d} for rid, (r, d) in failed.items()]
+    by_reason: dict[str, int] = {}
+    for e in entries:
+        by_reason[e["reason"]] = by_reason.get(e["reason"], 0) + 1
+    info: dict = {"ref": str(ds.ref), "records": len(ds) - len(failed), "skipped": len(entries),
+                  "skipped_by_reason": by_reason, "skipped_entries": entries, "graphs_checked": graphs,
+                  "provenance": ds.provenance,
+                  "properties": {p: {**target_stats(ds.values(p)), "used": q["used"], "pool": q.get("pool", 0),
+                                     "test": q.get("test", 0)} for p, q in per.items()}}
     if as_json:
         typer.echo(json.dumps(info, indent=1))
         return
-    out.print(f"[bold]{info['ref']}[/]: {info['records']} records; {info['skipped']} skipped {info['skipped_by_reason']}")
+    out.print(f"[bold]{info['ref']}[/]: {info['records']} records; {info['skipped']} skipped {info['skipped_by_reason']}"
+              + ("" if graphs else " (graph-level failures: --graphs)"))
     for k, v in ds.provenance.items():
         out.print(f"  {k}: {v}")
     table = Table(title=f"targets (test fraction {test_fraction}, split seed {split_seed})")
     for col in ("property", "count", "mean", "std", "min", "median", "max", "FT pool", "test"):
         table.add_column(col, justify="right" if col != "property" else "left")
-    for p, s in info["properties"].items():
-        fmt = lambda k: f"{s[k]:.4g}" if k in s else "-"  # noqa: E731
-        table.add_row(p, str(s["count"]), fmt("mean"), fmt("std"), fmt("min"), fmt("median"), fmt("max"),
-                      str(s["pool"]), str(s["test"]))
+    for p, st in info["properties"].items():
+        fmt = lambda k: f"{st[k]:.4g}" if k in st else "-"  # noqa: E731
+        table.add_row(p, str(st["count"]), fmt("mean"), fmt("std"), fmt("min"), fmt("median"), fmt("max"),
+                      str(st["pool"]), str(st["test"]))
     out.print(table)
+    if entries:
+        skipped = Table(title=f"skipped entries ({len(entries)})")
+        for col in ("id", "reason", "detail"):
+            skipped.add_column(col, overflow="fold")
+        for e in entries:
+            skipped.add_row(escape(e["id"]), escape(e["reason"]), escape(e["detail"]))
+        out.print(skipped)

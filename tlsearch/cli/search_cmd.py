@@ -52,11 +52,27 @@ def run_cmd(
     check_environment(s, str(spec), address)
     import_pretrained(s, str(spec))
     with out.status("checking the datasets ..."):
-        check_datasets(s, str(spec))  # before Ray starts: a typo must not fail every trial
+        data = check_datasets(s, str(spec))  # before Ray starts: a typo must not fail every trial
     exp = Experiment.create(s, storage)
+    _print_data(data, exp)
     run_study(s, exp, out, address=address)
     _print_status(exp)
     _report(exp)
+
+
+def _print_data(data: list[dict], exp) -> None:  # noqa: ANN001
+    """One line per dataset the study uses (what is used, what is skipped and why); kept as data.json for the
+    report."""
+    import json
+
+    from tlsearch.data.quality import line
+
+    exp.data_path.write_text(json.dumps(data, indent=1))
+    for q in data:
+        role = q["role"].removeprefix("data.")
+        out.print(f"data ({role}): " + line(q, q["label"]) + (" (ids and reasons: report, data.json)"
+                                                              if q["skipped"] else ""), markup=False, highlight=False,
+                  soft_wrap=True)
 
 
 def resume_cmd(

@@ -2,38 +2,47 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tlsearch.errors import UserInputError
 from tlsearch.search.spec import SearchSpec
 
 
-def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> None:
+def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> list[dict[str, Any]]:
     """Every dataset the spec names exists and has its property with at least one finite value, so that a
     typo in a reference or a property fails before a study starts instead of failing every trial. The
     references are checked first (sources, dataset names, parameters, files: nothing is loaded), then each
-    dataset is loaded once (parsed into the cache, where the trials find it again)."""
+    dataset is loaded once (parsed into the cache, where the trials find it again). Returns the data quality
+    of each use (``data.quality.quality`` plus its ``role``, the spec field, and ``label``), in spec order."""
     from tlsearch.data._registry import as_ref, get_source, load_dataset
+    from tlsearch.data.quality import quality
 
     d = spec.data
     fields = [("data.target", d.target)]
     for section in ("pretrain_sources", "mpt_properties", "eval_sets"):
         fields += [(f"data.{section}.{i}", t) for i, t in enumerate(getattr(d, section))
                    if not getattr(t, "checkpoint", None)]  # checkpoints: check_checkpoints (pt_files.py)
-    by_dataset: dict[str, list[tuple[str, str]]] = {}
+    by_dataset: dict[str, list[tuple[str, Any]]] = {}
     for loc, t in fields:
         try:
             ref = as_ref(t.dataset)
             get_source(ref.source).check_ref(ref)
         except UserInputError as exc:
             raise UserInputError(f"{where}: {loc}: {exc}") from None
-        by_dataset.setdefault(t.dataset, []).append((loc, t.property))
+        by_dataset.setdefault(t.dataset, []).append((loc, t))
+    found: dict[str, dict[str, Any]] = {}
     for ref_text, uses in by_dataset.items():
         loc = uses[0][0]
         try:
             ds = load_dataset(ref_text)
-            for loc, prop in uses:
-                ds.with_property(prop)
+            for loc, t in uses:
+                ds.with_property(t.property)
+                held_out = (d.test_fraction, d.split_seed) if loc == "data.target" else (None, 0)
+                found[loc] = {"role": loc, "label": getattr(t, "name", None),
+                              **quality(ds, t.property, *held_out)}
         except UserInputError as exc:
             raise UserInputError(f"{where}: {loc}: {exc}") from None
+    return [found[loc] for loc, _ in fields]
 
 
 def check_environment(spec: SearchSpec, where: str = "space.yaml", address: str | None = None) -> None:

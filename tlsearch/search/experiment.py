@@ -2,6 +2,7 @@
 
     <storage>/<name>/
         spec.json            the validated spec the study runs
+        data.json            the data quality of every dataset the spec names, as `run` found it
         optuna.journal       Optuna JournalStorage (study history; optuna-dashboard / importance read it)
         tune/                Ray Tune's experiment (trial dirs, checkpoints, searcher state)
         report/              analysis output
@@ -43,6 +44,17 @@ class Experiment:
     @property
     def tune_dir(self) -> Path:
         return self.root / TUNE_NAME
+
+    @property
+    def data_path(self) -> Path:
+        return self.root / "data.json"
+
+    def data_quality(self) -> list[dict]:
+        """What `run` recorded about each dataset (data.json); empty for an experiment from before it did."""
+        try:
+            return json.loads(self.data_path.read_text())
+        except (OSError, ValueError):
+            return []
 
     @classmethod
     def create(cls, spec: SearchSpec, storage: str | Path | None = None, name: str | None = None) -> "Experiment":

@@ -1,0 +1,58 @@
+"""Data quality of one (dataset, property) as a study uses it: how many entries the source had, how many are used,
+every skipped entry with its id and reason (parse-level: unparsable or missing file, duplicate id, bad structure,
+no finite value; graph-level once graphs exist: isolated atoms, too few neighbours), target statistics and the
+held-out test size. ``tlsearch data describe`` prints it, ``tlsearch run`` prints one line per dataset and keeps
+it in the experiment (``data.json``), and the report's "Data" section shows it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tlsearch.data._base import Dataset
+from tlsearch.data.splits import split_pool
+
+MAX_LISTED = 1000  # skipped entries kept by id per dataset (the counts by reason are always complete)
+
+
+def target_stats(values: np.ndarray) -> dict[str, float]:
+    v = values[np.isfinite(values)]
+    if not len(v):
+        return {"count": 0}
+    q = np.percentile(v, [0, 50, 100])
+    return {"count": int(len(v)), "mean": float(v.mean()), "std": float(v.std()), "min": float(q[0]),
+            "median": float(q[1]), "max": float(q[2])}
+
+
+def quality(ds: Dataset, prop: str, test_fraction: float | None = None, split_seed: int = 0,
+            graph_failures: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The quality record of ``prop`` in ``ds``. ``test_fraction``: the held-out split to size (the target's);
+    ``graph_failures``: record id -> (reason, detail) of structures whose graph could not be built."""
+    graph_failures = graph_failures or {}
+    values = ds.values(prop)
+    skipped = [{"id": s.id, "reason": s.reason, "detail": s.detail} for s in ds.skipped]
+    skipped += [{"id": r.id, "reason": f"no finite {prop}", "detail": ""}
+                for r, v in zip(ds.records, values) if not np.isfinite(v)]
+    skipped += [{"id": rid, "reason": f"graph: {reason}", "detail": detail}
+                for rid, (reason, detail) in graph_failures.items()]
+    used = [r.id for r, v in zip(ds.records, values) if np.isfinite(v) and r.id not in graph_failures]
+    by_reason: dict[str, int] = {}
+    for s in skipped:
+        by_reason[s["reason"]] = by_reason.get(s["reason"], 0) + 1
+    out: dict[str, Any] = {"ref": str(ds.ref), "property": prop, "entries": len(ds.records) + len(ds.skipped),
+                           "used": len(used), "skipped": len(skipped), "skipped_by_reason": by_reason,
+                           "skipped_entries": skipped[:MAX_LISTED], "graphs_checked": bool(graph_failures),
+                           "target": target_stats(np.array([v for r, v in zip(ds.records, values)
+                                                            if r.id not in graph_failures], dtype=float))}
+    if test_fraction is not None and used:
+        split = split_pool(used, test_fraction, split_seed)
+        out.update(test=len(split.test), pool=len(split.pool))
+    return out
+
+
+def line(q: dict[str, Any], label: str | None = None) -> str:
+    """One line: '<dataset>/<property>: 118 used, 5 skipped: 2 unparsable structure, 1 missing file'."""
+    name = label or f"{q['ref']}/{q['property']}"
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(q["skipped_by_reason"].items(), key=lambda kv: -kv[1]))
+    return f"{name}: {q['used']} used, {q['skipped']} skipped" + (f": {reasons}" if reasons else "")
