@@ -187,3 +187,20 @@ def test_bad_input_exits_2_naming_the_path_and_the_reason(study, folders, export
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and last.startswith("error: "), proc.stderr
     assert path.format(**fill) in last and reason in last and "fix:" in last, last
+
+
+def test_an_exported_model_is_a_pt_source_of_another_study(study, exported, tmp_path):
+    """issue 14.2: the exported directory is a checkpoint PT source as it is (its first repeat's model), and a
+    fine-tuning trial starts from it."""
+    from tlsearch.training import load_model, train_trial
+    from tlsearch.training.config import config_from_dict
+    from tlsearch.training.pt_checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(exported)
+    assert ckpt.kind == "tlsearch model" and ckpt.path == exported / "model.pt"
+    cfg = load_model(exported).config.model_dump(mode="json")
+    cfg.update(mode="finetune", output_dir=None, cache_dir=str(study["cache"]), store_dir=str(tmp_path / "store"),
+               pretrain={"sources": [{"checkpoint": str(exported)}]})
+    cfg["train"].update(sample_size=20, optim={**cfg["train"]["optim"], "epochs": 1})
+    r = train_trial(config_from_dict(cfg))
+    assert r.pretrain.key == ckpt.digest[:32] and r.test["mae"] > 0

@@ -2,7 +2,9 @@
 
 Read, never executed (``torch.load(weights_only=True)``), and mapped onto :class:`PropertyModel` names:
 
-- a tlsearch model file (``tlsearch train -o DIR`` writes ``DIR/model.pt``): its state as saved;
+- a tlsearch model file (``tlsearch train -o DIR`` writes ``DIR/model.pt``): its state as saved; a directory
+  holding one (``tlsearch export``'s model directory, a trial's model directory) means its ``model.pt``, the
+  model of the first repeat;
 - a tlsearch pre-trained entry (``tlsearch models export``): its state as stored;
 - an ALIGNN checkpoint in the layout alignn's own trainer writes (and its published models use): a folder or
   zip holding ``config.json`` (the TrainingConfig, model section included) and ``best_model.pt`` (the model's
@@ -30,8 +32,8 @@ from tlsearch.training.model import ATOM_INPUT_FEATURES, PropertyModel
 ALIGNN_NAMES = {"alignn_atomwise_pure": "pure", "alignn": "dgl"}
 ARCH = ("alignn_layers", "gcn_layers", "hidden_features", "embedding_features", "edge_input_features",
         "triplet_input_features")
-_FIX = ("fix: give a tlsearch model file (model.pt of `tlsearch train -o`), a file of `tlsearch models export`, "
-        "or an ALIGNN folder or zip with config.json and best_model.pt")
+_FIX = ("fix: give a tlsearch model file or directory (`tlsearch train -o`, `tlsearch export`), a file of "
+        "`tlsearch models export`, or an ALIGNN folder or zip with config.json and best_model.pt")
 
 
 @dataclass
@@ -139,6 +141,8 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
     path = Path(path)
     if not path.exists():
         raise _bad(path, "does not exist")
+    if path.is_dir() and (path / "model.pt").is_file() and not (path / "best_model.pt").is_file():
+        path = path / "model.pt"  # a tlsearch model directory (`tlsearch export`, `train -o`): its first model
     if path.is_dir() or path.suffix.lower() == ".zip" or (zipfile.is_zipfile(path) and not _is_torch_zip(path)):
         return _read_alignn(path)
     data = path.read_bytes()
