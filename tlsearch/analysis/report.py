@@ -192,6 +192,9 @@ def data_section(doc: Doc, data: list[dict[str, Any]]) -> None:
               [[q["label"] or f"{q['ref']}/{q['property']}", q["role"].removeprefix("data."), q["entries"], q["used"],
                 ", ".join(f"{n} {r}" for r, n in q["skipped_by_reason"].items()) or "0", _target(q["target"]),
                 q.get("test", "-")] for q in data])
+    doc.p("used: entries with a finite value that trials can take. The target's held-out test structures are "
+          "among them and never trained on; pre-training draws its sample (data.pt_sample_size) from the PT "
+          "entries with the target's test structures left out.")
     for q in (q for q in data if q["skipped_entries"]):
         name = q["label"] or f"{q['ref']}/{q['property']}"
         listed = q["skipped_entries"][:50]
