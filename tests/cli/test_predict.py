@@ -204,3 +204,16 @@ def test_an_exported_model_is_a_pt_source_of_another_study(study, exported, tmp_
     cfg["train"].update(sample_size=20, optim={**cfg["train"]["optim"], "epochs": 1})
     r = train_trial(config_from_dict(cfg))
     assert r.pretrain.key == ckpt.digest[:32] and r.test["mae"] > 0
+
+
+def test_predict_says_when_structures_were_in_the_models_training_pool(study, folders):
+    """The labelled folder holds six POSCARs written from the study's target dataset: outside its held-out test
+    set the model may have trained on them, and `tlsearch predict` says so; new structures get no such note."""
+    proc = _cli("predict", str(study["exp"]), str(folders["labelled"]), env={**study["env"], "COLUMNS": "400"},
+                timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    found = re.findall(r"(\d+) of these structures are in the (?:model's target dataset|held-out test set)", proc.stderr)
+    assert found and sum(int(n) for n in found) == 6, proc.stderr
+    assert "not a test of it" in proc.stderr or "never trained on" in proc.stderr
+    new = _cli("predict", str(study["exp"]), "emt:alloys?n=10&seed=7", env=study["env"], timeout=300)
+    assert new.returncode == 0 and "of these structures are in" not in new.stderr, new.stderr

@@ -167,3 +167,44 @@ def _sources() -> list[str]:
     from tlsearch.data._registry import source_names
 
     return source_names()
+
+
+def loose_key(atoms: Any) -> bytes:
+    """A structure's identity up to file precision and atom order: lattice (Angstrom) and wrapped fractional
+    coordinates rounded to 1e-3, with the species; the same crystal read from a dataset or from a POSCAR written
+    from it gets the same key."""
+    import hashlib
+
+    lat = np.round(np.asarray(atoms.lattice_mat, dtype=np.float64), 3) + 0.0  # + 0.0: no -0.0
+    frac = (np.round(np.mod(np.asarray(atoms.frac_coords, dtype=np.float64), 1.0), 3) % 1.0) + 0.0
+    rows = sorted(zip(atoms.elements, map(tuple, frac.tolist())))
+    return hashlib.sha256(repr((lat.tolist(), rows)).encode()).digest()
+
+
+def training_overlap(atoms: list[Any], target: str, prop: str, test_fraction: float, split_seed: int,
+                     cache: str | Path | None = None) -> str | None:
+    """A note when structures to predict are in the model's target dataset: outside its held-out test set the
+    model may have trained on them (its FT samples are drawn there), so their errors are no test of it. None
+    when there is no overlap; a note saying so when the target dataset cannot be read here."""
+    from tlsearch.data._registry import load_dataset
+    from tlsearch.data.splits import split_pool
+
+    try:
+        ds = load_dataset(target, cache=cache)
+    except UserInputError as exc:
+        return f"not checked whether these structures were in the model's training data ({target}: {exc})"
+    values = ds.values(prop) if prop in ds.properties else np.full(len(ds), np.nan)
+    usable = [r for r, v in zip(ds.records, values) if np.isfinite(v)]
+    test = set(split_pool([r.id for r in usable], test_fraction, split_seed).test) if usable else set()
+    where = {loose_key(r.atoms): r.id in test for r in usable}
+    hits = [where[k] for k in map(loose_key, atoms) if k in where]
+    n_test, n_pool = sum(hits), len(hits) - sum(hits)
+    if not hits:
+        return None
+    test_part = f"{n_test} of these structures are in the held-out test set of the model's target dataset ({target}): " \
+                "never trained on" if n_test else ""
+    if not n_pool:
+        return test_part + "."
+    return (f"{n_pool} of these structures are in the model's target dataset ({target}) outside its held-out test "
+            "set: the model may have trained on them, so their errors are not a test of it"
+            + (f"; {test_part}" if n_test else "") + ".")

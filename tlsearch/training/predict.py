@@ -160,6 +160,13 @@ class Ensemble:
             pred.y = np.asarray([found.y[keep[i]] for i in pred.ids], dtype=np.float64)
         pred.skipped = found.skipped + pred.skipped
         pred.value_source, pred.notes = found.value_source, found.notes
+        from tlsearch.data.inputs import training_overlap
+
+        cfg = self.config
+        overlap = training_overlap(found.atoms, cfg.target.dataset, cfg.target.property, cfg.test_fraction,
+                                   cfg.split_seed, cache)
+        if overlap:
+            pred.notes.append(overlap)
         return pred
 
 
