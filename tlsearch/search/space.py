@@ -41,8 +41,8 @@ def make_space(spec: SearchSpec) -> Space:
 def resolve(spec: SearchSpec, params: dict[str, Any]) -> dict[str, Any]:
     """Every dimension's value for a trial with these sampled ``params`` (NaN = not sampled), the rest fixed:
     the dimensions of its strategy's branch, in table order."""
-    out = STRATEGY.resolve(spec, params)
-    for dim in dims.dimensions(out["strategy"]):
+    out: dict[str, Any] = {}
+    for dim in dims.dimensions(STRATEGY.resolve(spec, params)["strategy"]):  # the strategy first: it is in the table
         out.update(dim.resolve(spec, params))
     return out
 
