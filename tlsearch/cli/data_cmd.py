@@ -89,10 +89,10 @@ def describe_cmd(
     cache: Optional[Path] = CacheOpt,
 ) -> None:
     """Counts, target statistics, every skipped entry with its id and reason, and split sizes."""
-    from tlsearch.data.quality import quality, target_stats
+    from tlsearch.data.quality import count_reasons, dataset_entries, quality
 
     ds = load_dataset(ref, cache=cache)
-    failed: dict[str, tuple[str, str]] = {}
+    failed: dict[str, tuple[str, str]] | None = None  # not checked
     if graphs:
         from tlsearch.graphs import GraphCache
 
@@ -100,15 +100,11 @@ def describe_cmd(
             gs = GraphCache(GraphParams(), root=cache).get([r.atoms for r in ds.records])
         failed = {ds.records[i].id: f for i, f in gs.failures.items()}
     per = {p: quality(ds, p, test_fraction, split_seed, failed) for p in ds.properties}
-    entries = [{"id": s.id, "reason": s.reason, "detail": s.detail} for s in ds.skipped]
-    entries += [{"id": rid, "reason": f"graph: {r}", "detail": d} for rid, (r, d) in failed.items()]
-    by_reason: dict[str, int] = {}
-    for e in entries:
-        by_reason[e["reason"]] = by_reason.get(e["reason"], 0) + 1
-    info: dict = {"ref": str(ds.ref), "records": len(ds) - len(failed), "skipped": len(entries),
-                  "skipped_by_reason": by_reason, "skipped_entries": entries, "graphs_checked": graphs,
+    entries = dataset_entries(ds, failed)
+    info: dict = {"ref": str(ds.ref), "records": len(ds) - len(failed or {}), "skipped": len(entries),
+                  "skipped_by_reason": count_reasons(entries), "skipped_entries": entries, "graphs_checked": graphs,
                   "provenance": ds.provenance,
-                  "properties": {p: {**target_stats(ds.values(p)), "used": q["used"], "pool": q.get("pool", 0),
+                  "properties": {p: {**q["target"], "used": q["used"], "pool": q.get("pool", 0),
                                      "test": q.get("test", 0)} for p, q in per.items()}}
     if as_json:
         typer.echo(json.dumps(info, indent=1))

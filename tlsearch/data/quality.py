@@ -6,6 +6,7 @@ it in the experiment (``data.json``), and the report's "Data" section shows it."
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -25,26 +26,33 @@ def target_stats(values: np.ndarray) -> dict[str, float]:
             "median": float(q[1]), "max": float(q[2])}
 
 
+def dataset_entries(ds: Dataset, graph_failures: dict[str, tuple[str, str]] | None = None) -> list[dict[str, str]]:
+    """The entries of ``ds`` no property can use: skipped when parsed, and (``graph_failures``: record id ->
+    (reason, detail)) those whose graph could not be built."""
+    return ([{"id": s.id, "reason": s.reason, "detail": s.detail} for s in ds.skipped]
+            + [{"id": rid, "reason": f"graph: {reason}", "detail": detail}
+               for rid, (reason, detail) in (graph_failures or {}).items()])
+
+
+def count_reasons(entries: list[dict[str, str]]) -> dict[str, int]:
+    return dict(Counter(e["reason"] for e in entries))
+
+
 def quality(ds: Dataset, prop: str, test_fraction: float | None = None, split_seed: int = 0,
             graph_failures: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
     """The quality record of ``prop`` in ``ds``. ``test_fraction``: the held-out split to size (the target's);
-    ``graph_failures``: record id -> (reason, detail) of structures whose graph could not be built."""
-    graph_failures = graph_failures or {}
+    ``graph_failures``: record id -> (reason, detail) of structures whose graph could not be built (None: graphs
+    not checked)."""
+    failed = graph_failures or {}
     values = ds.values(prop)
-    skipped = [{"id": s.id, "reason": s.reason, "detail": s.detail} for s in ds.skipped]
-    skipped += [{"id": r.id, "reason": f"no finite {prop}", "detail": ""}
-                for r, v in zip(ds.records, values) if not np.isfinite(v)]
-    skipped += [{"id": rid, "reason": f"graph: {reason}", "detail": detail}
-                for rid, (reason, detail) in graph_failures.items()]
-    used = [r.id for r, v in zip(ds.records, values) if np.isfinite(v) and r.id not in graph_failures]
-    by_reason: dict[str, int] = {}
-    for s in skipped:
-        by_reason[s["reason"]] = by_reason.get(s["reason"], 0) + 1
+    skipped = dataset_entries(ds, failed) + [{"id": r.id, "reason": f"no finite {prop}", "detail": ""}
+                                             for r, v in zip(ds.records, values) if not np.isfinite(v)]
+    used = [r.id for r, v in zip(ds.records, values) if np.isfinite(v) and r.id not in failed]
     out: dict[str, Any] = {"ref": str(ds.ref), "property": prop, "entries": len(ds.records) + len(ds.skipped),
-                           "used": len(used), "skipped": len(skipped), "skipped_by_reason": by_reason,
-                           "skipped_entries": skipped[:MAX_LISTED], "graphs_checked": bool(graph_failures),
+                           "used": len(used), "skipped": len(skipped), "skipped_by_reason": count_reasons(skipped),
+                           "skipped_entries": skipped[:MAX_LISTED], "graphs_checked": graph_failures is not None,
                            "target": target_stats(np.array([v for r, v in zip(ds.records, values)
-                                                            if r.id not in graph_failures], dtype=float))}
+                                                            if r.id not in failed], dtype=float))}
     if test_fraction is not None and used:
         split = split_pool(used, test_fraction, split_seed)
         out.update(test=len(split.test), pool=len(split.pool))
