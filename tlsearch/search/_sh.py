@@ -198,17 +198,15 @@ class GroupedSH(GroupedScheduler):
         self._ensure_loaded()
         self._reconcile(tune_controller)
         trials = tune_controller.get_trials()
-        for t in trials:  # after a resume: a trial its bracket stopped, shown unfinished by an older snapshot
-            b = self._of_trial.get(t.trial_id)
-            if (b is not None and t.status in (Trial.PENDING, Trial.PAUSED) and t.trial_id not in b.alive
-                    and t.trial_id not in b.done):
-                tune_controller.stop_trial(t)
-        # paused, alive and not waiting at a rung: a pause that was not the bracket's (Tune applies the decisions
-        # of saves its dead driver had in flight): the trial may go on
         for t in trials:
             b = self._of_trial.get(t.trial_id)
-            if (b is not None and t.status == Trial.PAUSED and t.trial_id in b.alive and t.trial_id not in b.at_rung
-                    and t.trial_id not in b.done):
+            if b is None or t.status not in (Trial.PENDING, Trial.PAUSED) or t.trial_id in b.done:
+                continue
+            if t.trial_id not in b.alive:  # after a resume: its bracket stopped it, an older snapshot did not know
+                tune_controller.stop_trial(t)
+            elif t.status == Trial.PAUSED and t.trial_id not in b.at_rung:
+                # paused but not waiting at a rung: a pause that was not the bracket's (Tune applies the decisions
+                # of saves its dead driver had in flight): the trial may go on
                 b.go.add(t.trial_id)
         running = sum(1 for t in trials if t.status == Trial.RUNNING and not getattr(t, "is_saving", False))
         starting = sum(1 for t in trials if t.status == Trial.PENDING and not self._waiting(t))  # Tune starts them
