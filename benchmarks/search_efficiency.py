@@ -302,8 +302,12 @@ def summarise(results: dict[str, Any], args: Any, epochs: int, repeats: int, t_s
     grids = {p: {"sizes": args.sizes, **{z: g[z] for z in args.sizes}, "pt_epochs": g["pt_epochs"]}
              for p, (g, _) in results.items()}
     if all(r["curves"][0] for g in grids.values() for z in args.sizes for r in g[z]["rows"]):
-        from sh_replay import replay  # benchmarks/: the settings around the one this run used, from the grid's curves
+        from sh_replay import SETTINGS, family_reversals, replay  # benchmarks/: from the grid's curves, no training
 
+        from tlsearch.search._sh_bracket import rungs
+
+        at = sorted({e for g, eta in SETTINGS for e in rungs(g, eta, epochs)})
+        print("\n" + "\n".join(family_reversals(grids, at)))
         print("\n" + "\n".join(replay(grids, epochs, repeats)))
     print(f"\ntarget (best test MAE within 5 % of the grid's in every cell, at <= 20 % of its compute): "
           f"{'met' if ok else 'NOT met'} over {len(fracs)} sampler seeds (met by {met}): compute {100 * mfrac:.1f} % "
