@@ -91,7 +91,7 @@ def family_reversals(grids: dict[str, dict[Any, Any]], epochs_at: list[int]) -> 
     """Lines: per (target, size) and epoch, the families' order there and at the end, reversals marked; then
     the share of family pairs reversed over all of them."""
     lines = ["families' order at a rung epoch (first repeat, best so far) vs at the end (mean over repeats):"]
-    pairs = reversed_pairs = 0
+    pairs = reversed_pairs = reversed_first = 0
     for target, grid in grids.items():
         for z in grid["sizes"]:
             rows = grid[z]["rows"]
@@ -100,6 +100,9 @@ def family_reversals(grids: dict[str, dict[Any, Any]], epochs_at: list[int]) -> 
                 final[family(r["label"])] = min(final.get(family(r["label"]), float("inf")), statistics.mean(r["val"]))
             lines.append(f"  {target} {z}: end " + " < ".join(f"{f} {v:.4g}" for f, v in sorted(final.items(),
                                                                                              key=lambda kv: kv[1])))
+            first: dict[str, float] = {}  # the first repeat's own end: the early-vs-late part alone
+            for r in rows:
+                first[family(r["label"])] = min(first.get(family(r["label"]), float("inf")), min(r["curves"][0]))
             for e in epochs_at:
                 early: dict[str, float] = {}
                 for r in rows:
@@ -107,12 +110,17 @@ def family_reversals(grids: dict[str, dict[Any, Any]], epochs_at: list[int]) -> 
                     early[f] = min(early.get(f, float("inf")), min(r["curves"][0][:e]))
                 rev = [(a, b) for a, b in itertools.combinations(sorted(early), 2)
                        if (early[a] - early[b]) * (final[a] - final[b]) < 0]
+                reversed_first += sum(1 for a, b in itertools.combinations(sorted(early), 2)
+                                      if (early[a] - early[b]) * (first[a] - first[b]) < 0)
                 pairs += len(early) * (len(early) - 1) // 2
                 reversed_pairs += len(rev)
                 lines.append(f"    epoch {e:2d}: " + " < ".join(f"{f} {v:.4g}" for f, v in sorted(early.items(),
                                                                                              key=lambda kv: kv[1]))
                              + (f"  REVERSED: {'; '.join(f'{a} vs {b}' for a, b in rev)}" if rev else ""))
-    lines.append(f"{reversed_pairs} of {pairs} family pairs were ordered the other way at the end")
+    lines.append(f"{reversed_pairs} of {pairs} family pairs were ordered the other way at the end (mean over repeats, "
+                 f"what the report selects by); {reversed_first} of {pairs} against the first repeat's own last epoch")
+    lines.append(f"RATIO grid_rung_family_pairs_reversed_first_repeat_pct="
+                 f"{100.0 * reversed_first / pairs if pairs else 0.0:.1f}")
     lines.append(f"RATIO grid_rung_family_pairs_reversed_pct={100.0 * reversed_pairs / pairs if pairs else 0.0:.1f}")
     return lines
 

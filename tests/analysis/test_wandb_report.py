@@ -194,3 +194,28 @@ def test_report_path_imports_neither_torch_nor_ray(tmp_path):
                          text=True, timeout=90, env=env)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_two_targets_get_a_section_per_target_and_size_and_the_atlas_table(offline):
+    """Issue 15.2: a study with several targets filters each section on its target too (the target is in every
+    run's config), and the conclusions block holds the atlas as a table."""
+    n, k = "matminer2018:dielectric_constant/n", "matminer2018:elastic_tensor/K_VRH"
+    best = {"family": "scratch", "trial": 1, "strategy": "scratch", "val_mae": 0.4, "test_mae": 0.41,
+            "test_mae_std": 0.01, "repeats": 2}
+    cells = [{"source": k, "target": n, "trial": 3, "freeze": "2b", "gain_pct": {"mean": 12.5, "std": 3.25, "n": 2}},
+             {"source": k, "target": k, "note": "the target itself (never a PT source for itself)"},
+             {"source": n, "target": n, "note": "the target itself (never a PT source for itself)"},
+             {"source": n, "target": k, "note": "no finished trial"}]
+    summary = {**SUMMARY, "targets": [n, k], "labels": {k: "K (MP)"},
+               "by_ft_size": [{"ft_size": "100", "target": n, "best": best}, {"ft_size": "100", "target": k,
+                                                                                "best": best}],
+               "atlas": [{"ft_size": "100", "sources": [k, n], "targets": [n, k], "cells": cells}]}
+    spec = _spec(build_wandb_report(summary, project="p", entity=None, group="g"))
+    assert _headings(spec)[2:] == ["FT size dielectric_constant/n, 100", "FT size K (MP), 100"]
+    (rs,) = _grids(spec)[2]["runSets"]
+    leaves = [{"op": f["op"], "value": f["value"], **f["key"]} for f in rs["filters"]["filters"]]
+    assert leaves[2] == {"section": "config", "name": "target", "op": "=", "value": k}
+    md = next(b["content"] for b in spec["blocks"] if b["type"] == "markdown-block")
+    assert "| PT source | dielectric_constant/n | K (MP) |" in md
+    assert "| K (MP) | +12.5 % +/- 3.2 (2b) | the target itself (never a PT source for itself) |" in md
+    assert "| dielectric_constant/n | the target itself (never a PT source for itself) | no finished trial |" in md

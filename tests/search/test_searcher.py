@@ -157,4 +157,6 @@ def test_every_strategy_x_freeze_combination_is_tried_at_every_size_when_listed(
 def test_an_old_pickled_family_cover_still_works():
     sampler = CycleSampler(optuna.samplers.RandomSampler(seed=0), "ft_size", SIZES, cover=("strategy", STRATEGIES))
     sampler._cover = ("strategy", STRATEGIES)  # what a sampler pickled by an earlier tlsearch holds
-    assert sampler._items() == [{"strategy": s} for s in STRATEGIES]
+    del sampler.__dict__["_covers"]  # (no per-condition covers then)
+    assert sampler._items(0) == [{"strategy": s} for s in STRATEGIES]
+    assert sampler._conditions() == [{"ft_size": z} for z in SIZES]

@@ -185,7 +185,8 @@ def test_resolve_treats_nan_as_not_sampled():
     params = {"strategy": "scratch", **COMMON}
     nan = {k: float("nan") for k in (*TRANSFER_ONLY, "mpt_size", "mpt_combo_2")}
     assert resolve(spec, {**params, **nan}) == resolve(spec, params)
-    assert set(resolve(spec, params)) == {"strategy", *COMMON, "gcn_layers", "hidden_features", "embedding_features"}
+    assert set(resolve(spec, params)) == {"strategy", "target", *COMMON, "gcn_layers", "hidden_features",
+                                          "embedding_features"}
 
 
 def test_train_config_from_spec_and_params():

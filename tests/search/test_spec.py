@@ -69,8 +69,8 @@ def test_shipped_spec_loads_and_maps_to_train_configs(path):
             cfg = train_config(spec, trial.params)
             assert isinstance(cfg, TrainConfig)
             assert cfg.mode == strategy
-            # the trial trains the spec's target (its dataset and property; a label is the spec's only)
-            assert cfg.target.model_dump() == spec.data.target.model_dump(exclude={"name"})
+            # the trial trains one of the spec's targets (its dataset and property; a label is the spec's only)
+            assert cfg.target.model_dump() in [t.model_dump(exclude={"name"}) for t in spec.data.ft_targets]
             assert (cfg.pretrain is None) == (strategy == "scratch")
             assert cfg.train.optim.epochs == spec.budget.max_epochs
 
@@ -128,7 +128,7 @@ BAD = [
     ("binary-file", lambda: b"\xff\xfe\x00name: \x9c\n", ["not a text file"]),
     ("missing-name", _drop("name"), ["name: Field required"]),
     ("bad-name-chars", _top(name="my study/1"), ["name:", "'my study/1'"]),
-    ("missing-target", _drop("data", "target"), ["data.target: Field required"]),
+    ("missing-target", _drop("data", "target"), ["data: give the FT target as data.target (one) or data.targets", "one of them is required"]),
     ("target-not-mapping", _set("data", target="emt:alloys"), ["data.target:"]),
     ("source-missing-property", _set("data", pretrain_sources=[{"dataset": "emt:alloys"}]),
      ["data.pretrain_sources.0.property: Field required"]),

@@ -14,7 +14,8 @@ from typing import Any
 import polars as pl
 
 from tlsearch.analysis._schema import HISTORY, TRIALS, polars_schema
-from tlsearch.search.experiment import NOTE_ATTR, REUSED_ATTR, TIME_BUDGET, Experiment
+from tlsearch.search.experiment import (IMPORTED_ATTR, IMPORTED_RESULT_ATTR, NOTE_ATTR, REUSED_ATTR, TIME_BUDGET,
+                                       Experiment)
 from tlsearch.search.results import RayTrial, eval_maes, match_trials, read_ray_trials
 from tlsearch.search import dimensions as dims
 from tlsearch.search.space import resolve
@@ -38,7 +39,20 @@ def _num(x: Any) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
+def _imported_row(spec: SearchSpec, t: Any) -> dict[str, Any]:
+    """A warm-start trial: finished in an earlier study, its recorded results (warm_start.RESULT_COLUMNS)."""
+    v = resolve(spec, t.params)
+    res = t.user_attrs[IMPORTED_RESULT_ATTR]
+    return {"trial": t.number, "ray_trial_id": None, "state": "finished", "error": None,
+            "imported_from": t.user_attrs[IMPORTED_ATTR],
+            **{k: x for dim in dims.DIMENSIONS for k, x in dim.row(v).items()}, "family": dims.family_label(v),
+            **res, "epochs_reported": 0, "max_epochs": spec.budget.max_epochs, "pt_store_hit": None,
+            "node_id": None, "params": json.dumps(t.params, sort_keys=True)}
+
+
 def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
+    if IMPORTED_ATTR in t.user_attrs:
+        return _imported_row(spec, t)
     v = resolve(spec, t.params)
     f = r.final if r else None
     state = {"COMPLETE": "finished", "FAIL": "failed", "RUNNING": "running", "WAITING": "pending",
@@ -58,6 +72,7 @@ def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
                                                                                   "test_mae_per_repeat")}
     return {
         "trial": t.number, "ray_trial_id": r.trial_id if r else None, "state": state, "error": error,
+        "imported_from": None,
         **{k: x for dim in dims.DIMENSIONS for k, x in dim.row(v).items()}, "family": dims.family_label(v),
         "repeats": f.get("repeats"), "val_mae": _num(f["val_mae"]) if "val_mae" in f else _num(t.value),
         "val_mae_std": _num(f.get("val_mae_std")), "test_mae": _num(f.get("test_mae")),

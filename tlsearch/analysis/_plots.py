@@ -113,15 +113,16 @@ def freeze_effect(sizes: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 def parity(best: list[tuple[str, dict[str, Any], str | None]], target: str, path: Path,
-           names: dict[str, str] | None = None) -> Path | None:
-    """One panel per FT size: test predictions of the best trial (first repeat)."""
-    panels = [(size, b, pl.read_parquet(p).filter(pl.col("split") == "test")) for size, b, p in best
-              if p and Path(p).exists()]
+           names: dict[str, str] | None = None, targets: list[str] | None = None) -> Path | None:
+    """One panel per FT size (per target and size: ``targets``, one per entry of ``best``): test predictions of
+    the best trial (first repeat)."""
+    panels = [(size, b, pl.read_parquet(p).filter(pl.col("split") == "test"), (targets or [])[i] if targets else target)
+              for i, (size, b, p) in enumerate(best) if p and Path(p).exists()]
     if not panels:
         return None
     plt = _plt()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
-    for ax, (size, b, df) in zip(axes[0], panels):
+    for ax, (size, b, df, target) in zip(axes[0], panels):
         y, p = df["y_true"].to_numpy(), df["y_pred"].to_numpy()
         lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
@@ -169,4 +170,36 @@ def progress(trials: pl.DataFrame, path: Path) -> Path | None:
     a2.set_xlabel("FT trial-epochs spent")
     a2.set_ylabel("best validation MAE so far")
     fig.suptitle("Search progress")
+    return _save(fig, path)
+
+
+def atlas(atlas: list[dict[str, Any]], path: Path, names: dict[str, str] | None = None) -> Path | None:
+    """One heat map per FT size: gain of PT->FT over scratch (%) per PT source (rows) and FT target (columns),
+    the numbers (mean +/- std over repeats, freeze strategy) in the cells; blank where nothing was compared."""
+    if not atlas or not any(c.get("gain_pct") for a in atlas for c in a["cells"]):
+        return None
+    plt = _plt()
+    rows, cols = atlas[0]["sources"], atlas[0]["targets"]
+    fig, axes = plt.subplots(1, len(atlas), figsize=(1.8 + 1.7 * len(cols) * len(atlas), 1.4 + 0.6 * len(rows)),
+                             squeeze=False)
+    vals = [abs(c["gain_pct"]["mean"]) for a in atlas for c in a["cells"] if c.get("gain_pct")]
+    lim = max(vals) or 1.0
+    for ax, a in zip(axes[0], atlas):
+        cells = {(c["source"], c["target"]): c for c in a["cells"]}
+        grid = [[cells[(r, t)]["gain_pct"]["mean"] if cells[(r, t)].get("gain_pct") else float("nan")
+                 for t in a["targets"]] for r in a["sources"]]
+        im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+        ax.set_xticks(range(len(a["targets"])), labels=[short(t, names) for t in a["targets"]], rotation=30,
+                      ha="right", fontsize=7)
+        ax.set_yticks(range(len(a["sources"])), labels=[short(r, names) for r in a["sources"]], fontsize=7)
+        ax.grid(False)
+        for i, r in enumerate(a["sources"]):
+            for j, t in enumerate(a["targets"]):
+                g = cells[(r, t)].get("gain_pct")
+                txt = "-" if not g else f"{g['mean']:+.1f}" + (f"\n+/-{g['std']:.1f}" if g.get("std") is not None
+                                                              else "") + f"\n{cells[(r, t)].get('freeze') or ''}"
+                ax.text(j, i, txt, ha="center", va="center", fontsize=6)
+        ax.set_title(f"FT size {a['ft_size']}", fontsize=8)
+    fig.colorbar(im, ax=list(axes[0]), label="gain over scratch (%)")
+    fig.suptitle("Transferability atlas: PT source x FT target")
     return _save(fig, path)

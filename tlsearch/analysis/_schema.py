@@ -31,6 +31,7 @@ TRIALS: dict[str, tuple[pl.DataType, str]] = {
     "ray_trial_id": (pl.String, "Ray Tune trial id (the trial directory is tune/t<last 5 characters>)"),
     "state": (pl.String, "finished | stopped_early (by the scheduler: ASHA, successive halving or the median rule) | stopped_budget (the study's time budget ran out) | failed | running | pending"),
     "error": (pl.String, "last line of the failure reason (failed trials)"),
+    "imported_from": (pl.String, "warm start: '<experiment dir>#<trial>' this finished trial was imported from (its recorded results; not retrained), else null"),
     **_dimension_columns(),
     "repeats": (pl.Int64, "FT draws finished (different FT samples and seeds; repeat i uses seed + i in every trial)"),
     "val_mae": (pl.Float64, "the objective: validation MAE (mean over repeats; last epoch's for a trial stopped early)"),

@@ -17,6 +17,7 @@ import polars as pl
 from tlsearch._io import write_atomic
 from tlsearch.analysis import _analyse as A
 from tlsearch.analysis import _plots as P
+from tlsearch.analysis._atlas import atlas, atlas_section
 from tlsearch.analysis._importance import importances
 from tlsearch.analysis._load import load_trials
 from tlsearch.analysis._render import Doc, html_page, markdown
@@ -41,27 +42,40 @@ def analyse(exp: Experiment, trials: pl.DataFrame) -> dict[str, Any]:
     import optuna
 
     spec = exp.spec()
-    target, names = spec.data.target.label, spec.data.names()
-    sizes = A.by_size(trials, target, names)
+    names, targets = spec.data.names(), [t.label for t in spec.data.ft_targets]
+    several = len(targets) > 1
+    listed = [str(x) for x in spec.search.ft_size]
+    sizes: list[dict[str, Any]] = []
+    lines: list[dict[str, Any]] = []
+    for target in targets:  # comparisons are made within a target (and an FT size), never across
+        tt = trials.filter(pl.col("target") == target) if several else trials
+        zs = A.by_size(tt, target, names)
+        seen = {x for x in tt["ft_size"].to_list() if x is not None}
+        un = A.unfinished_sizes(tt, target, listed + sorted(seen - set(listed), key=A.size_key), names)
+        for z in zs + un:
+            z["target"] = target
+        sizes += zs
+        lines += sorted(zs + un, key=lambda z: A.size_key(z["ft_size"]))
     try:
         study = optuna.load_study(study_name=spec.name, storage=exp.optuna_storage())
         imps, notes = importances(study)
     except KeyError:
         imps, notes = {"all": "the study has no trials"}, []
-    listed = [str(x) for x in spec.search.ft_size]
-    seen = {x for x in trials["ft_size"].to_list() if x is not None}
-    lines = sizes + A.unfinished_sizes(trials, target, listed + sorted(seen - set(listed), key=A.size_key), names)
-    conclusions = [z["conclusion"] for z in sorted(lines, key=lambda z: A.size_key(z["ft_size"]))] or [
-        "No trial has started yet: nothing to conclude."]
-    return {"experiment": spec.name, "directory": str(exp.root), "target": target,
+    conclusions = [z["conclusion"] for z in lines] or ["No trial has started yet: nothing to conclude."]
+    sources = [p.label for p in spec.data.pretrain_sources]
+    return {"experiment": spec.name, "directory": str(exp.root), "target": targets[0], "targets": targets,
+            "atlas": atlas(trials, targets, sources, listed) if several else None,
             "selection": "validation MAE (the objective); test MAE of the selected trials is reported, "
                          "never used to select",
             "repeats": spec.budget.repeats, "trials": A.counts(trials), "conclusions": conclusions,
-            "by_ft_size": sizes, "learning_curves": A.learning_curves(sizes), "importance": imps,
+            "by_ft_size": sizes, "learning_curves": A.learning_curves([z for z in sizes if z["target"] == targets[0]]),
+            "learning_curves_by_target": {t: A.learning_curves([z for z in sizes if z["target"] == t])
+                                          for t in targets} if several else None, "importance": imps,
             "importance_notes": notes,
             "compute": A.compute(trials, spec.budget.repeats), "failed": A.failures(trials),
             "eval_sets": [e.label for e in spec.data.eval_sets], "labels": names,
-            "selected_models": selected(exp, trials, sizes), "data": exp.data_quality()}
+            "selected_models": selected(exp, trials, sizes), "data": exp.data_quality(),
+            "imported": trials.filter(pl.col("imported_from").is_not_null()).select("trial", "imported_from").to_dicts()}
 
 
 def _pm(e: dict[str, Any]) -> str:
@@ -75,23 +89,41 @@ def _gain(e: dict[str, Any]) -> str:
     return f"{g['mean']:+.1f} %" + (f" +/- {g['std']:.1f}" if g["std"] is not None else "")
 
 
+def _at(z: dict[str, Any], s: dict[str, Any], names: dict[str, str]) -> str:
+    """A condition as a heading names it: 'FT size 100', or 'n, FT size 100' in a study with several targets."""
+    several = len(s.get("targets") or []) > 1
+    return f"{A.short(z['target'], names)}, FT size {z['ft_size']}" if several else f"FT size {z['ft_size']}"
+
+
+def _size(z: dict[str, Any], s: dict[str, Any], names: dict[str, str]) -> str:
+    """A condition in a table's FT-size column: '100', or 'n 100' with several targets."""
+    several = len(s.get("targets") or []) > 1
+    return f"{A.short(z['target'], names)} {z['ft_size']}" if several else str(z["ft_size"])
+
+
 def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
     doc = Doc(f"tlsearch report: {s['experiment']}")
     doc.items(s["conclusions"])
     c, names = s["trials"], s.get("labels") or {}
-    doc.p(f"Target property: {A.short(s['target'], names)}. Strategies are compared per FT size; within each, the "
+    targets = s.get("targets") or [s["target"]]
+    what = (f"Target property: {A.short(s['target'], names)}. Strategies are compared per FT size" if len(targets) == 1
+            else f"Target properties: {', '.join(A.short(t, names) for t in targets)}. Strategies are compared per "
+                 "target and FT size")
+    doc.p(f"{what}; within each, the "
           f"configuration with the lowest validation MAE is selected and its held-out test MAE is reported "
           f"(mean +/- std over {s['repeats']} repeat(s): different FT samples and seeds, the same in every trial). "
           f"Gains are relative to the best scratch configuration, paired by repeat; positive = lower test MAE. "
           f"Trials: {c['total']} ({c['finished']} finished, {c['stopped_early']} stopped early by the scheduler, "
           f"{c['stopped_budget']} stopped by the time budget, "
-          f"{c['failed']} failed, {c['running'] + c['pending']} unfinished). Only finished trials are cited.")
+          f"{c['failed']} failed, {c['running'] + c['pending']} unfinished). Only finished trials are cited."
+          + (f" {len(s['imported'])} of the finished trials were imported from earlier studies (warm start: their "
+             "recorded results, not retrained; marked 'finished (imported)' below)." if s.get("imported") else ""))
     if names:
         doc.p("Data labels (space.yaml): " + "; ".join(f"{n} = {ref}" for ref, n in names.items()) + ".")
     selected_section(doc, s["selected_models"])
     doc.h("Best strategy per FT size and family")
     for z in s["by_ft_size"]:
-        doc.h(f"FT size {z['ft_size']} ({z['n_train']} training structures, {z['finished_trials']} finished trials)", 3)
+        doc.h(f"{_at(z, s, names)} ({z['n_train']} training structures, {z['finished_trials']} finished trials)", 3)
         doc.table(["family", "trial", "configuration", "val MAE", "test MAE", "gain vs scratch", "R^2"],
                   [[A.family_name(f["family"], names), f["trial"], A.describe(f, names), f["val_mae"], _pm(f), _gain(f),
                     f["test_r2"]]
@@ -100,10 +132,10 @@ def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
     for z in s["by_ft_size"]:
         ranking = z["freeze_ranking"]
         if len(ranking) < 2:
-            doc.p(f"FT size {z['ft_size']}: " + ("no transfer trial finished: nothing to rank." if not ranking else
+            doc.p(f"{_at(z, s, names)}: " + ("no transfer trial finished: nothing to rank." if not ranking else
                                                  f"only {ranking[0]['freeze']} finished: nothing to rank."))
             continue
-        doc.p(f"FT size {z['ft_size']}:")
+        doc.p(f"{_at(z, s, names)}:")
         doc.table(["rank", "freeze", "trials", "median val MAE", "best val MAE", "its test MAE", "gain vs scratch"],
                   [[i + 1, r["freeze"], r["trials"], r["median_val_mae"], r["val_mae"], _pm(r), _gain(r)]
                    for i, r in enumerate(ranking)])
@@ -114,7 +146,7 @@ def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
         doc.p(f"One sampling scheme ({', '.join(sorted(schemes)) or 'none finished'}): nothing to rank.")
     for z in s["by_ft_size"] if len(schemes) > 1 else []:
         doc.table(["FT size", "rank", "sampling", "trials", "best val MAE", "its test MAE", "gain vs scratch"],
-                  [[z["ft_size"], i + 1, r["sampling"], r["trials"], r["val_mae"], _pm(r), _gain(r)]
+                  [[_size(z, s, names), i + 1, r["sampling"], r["trials"], r["val_mae"], _pm(r), _gain(r)]
                    for i, r in enumerate(z["sampling_ranking"])])
     doc.h("Pre-training source and MPT property set")
     rows = []
@@ -123,21 +155,26 @@ def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
             if e:
                 what = (A.short(e["pt_source"], names) if kind == "PT source"
                         else " + ".join(names.get(p, p) for p in e["mpt_properties"].split(" + ")))
-                rows.append([z["ft_size"], kind, what, e["val_mae"], _pm(e), _gain(e)])
+                rows.append([_size(z, s, names), kind, what, e["val_mae"], _pm(e), _gain(e)])
     doc.table(["FT size", "kind", "best", "val MAE", "test MAE", "gain vs scratch"], rows)
     if not rows:
         doc.p("No transfer trial finished.")
+    if s.get("atlas"):
+        atlas_section(doc, s["atlas"], names, plots.get("atlas"))
     if s["eval_sets"]:
         doc.h("Out-of-domain evaluation sets (MAE of each family's best model)")
         doc.p("Each family's best model (selected by validation MAE) on the target's held-out test set (in-domain) "
               "and on every structure of each evaluation set; mean over the repeats.")
         doc.table(["FT size", "family", "test MAE (in-domain)", *[names.get(e, e) for e in s["eval_sets"]]],
-                  [[z["ft_size"], A.family_name(f["family"], names), _pm(f),
+                  [[_size(z, s, names), A.family_name(f["family"], names), _pm(f),
                     *[f["eval_mae"].get(e) for e in s["eval_sets"]]]
                    for z in s["by_ft_size"] for f in z["families"]])
         if not any(f["eval_mae"] for z in s["by_ft_size"] for f in z["families"]):
             doc.p("No finished trial has evaluation-set results yet (they are computed when a trial finishes).")
     doc.h("Learning curves")
+    for i, t in enumerate(targets if len(targets) > 1 else []):
+        doc.img(plots.get(f"curves_{i}"), f"{A.short(t, names)}: test MAE vs FT training structures, best "
+                "configuration per family")
     doc.img(plots.get("curves"), "Test MAE vs FT training structures, best configuration per family")
     doc.img(plots.get("heatmap"), "Test MAE of each family's best configuration at each FT size")
     doc.img(plots.get("parity"), "Parity of the best model per FT size (held-out test set, first repeat)")
@@ -213,7 +250,8 @@ def _target(t: dict[str, Any]) -> str:
 def all_trials_table(doc: Doc, trials: pl.DataFrame, names: dict[str, str] | None = None) -> None:
     doc.h("All trials")
     doc.table(["trial", "state", "family", "freeze", "FT size", "sampling", "ft_lr", "val MAE", "test MAE", "epochs"],
-              [[r["trial"], r["state"], A.family_name(r["family"], names), r["freeze"], r["ft_size"], r["sampling"],
+              [[r["trial"], r["state"] + (" (imported)" if r["imported_from"] else ""),
+                A.family_name(r["family"], names), r["freeze"], r["ft_size"], r["sampling"],
                 r["ft_lr"], r["val_mae"], r["test_mae"], r["epochs_run"]]
                for r in trials.sort("trial").iter_rows(named=True)])
     doc.p("Every column of every trial: trials.parquet (schema: docs/report.md); per-epoch history: history.parquet.")
@@ -229,13 +267,20 @@ def build_report(exp: Experiment | str | Path) -> Report:
         tmp.replace(root / name)
     s = analyse(exp, trials)
     pdir = root / "plots"
+    names, several = s["labels"], len(s["targets"]) > 1
+    conds = [{**z, "ft_size": _size(z, s, names)} for z in s["by_ft_size"]]  # 'n 100' with several targets
     best = [(z["ft_size"], z["best"], trials.filter(pl.col("trial") == z["best"]["trial"])["predictions"][0])
-            for z in s["by_ft_size"]]
-    names = s["labels"]
-    plots = {"curves": P.learning_curves(s["learning_curves"], s["target"], pdir / "learning_curves.png", names),
-             "heatmap": P.heatmap(s["by_ft_size"], pdir / "strategy_size_heatmap.png", names),
-             "freeze": P.freeze_effect(s["by_ft_size"], pdir / "freeze_effect.png"),
-             "parity": P.parity(best, s["target"], pdir / "parity_best.png", names),
+            for z in conds]
+    plots = {"curves": None if several else P.learning_curves(s["learning_curves"], s["target"],
+                                                              pdir / "learning_curves.png", names),
+             **{f"curves_{i}": P.learning_curves(s["learning_curves_by_target"][t], t,
+                                                 pdir / f"learning_curves_{i}.png", names)
+                for i, t in enumerate(s["targets"] if several else [])},
+             "heatmap": P.heatmap(conds, pdir / "strategy_size_heatmap.png", names),
+             "freeze": P.freeze_effect(conds, pdir / "freeze_effect.png"),
+             "parity": P.parity(best, s["target"], pdir / "parity_best.png", names,
+                                [z["target"] for z in conds] if several else None),
+             "atlas": P.atlas(s["atlas"], pdir / "atlas.png", names) if s["atlas"] else None,
              "importance": P.importance(s["importance"], pdir / "importance.png"),
              "progress": P.progress(trials, pdir / "search_progress.png")}
     s["plots"] = {k: str(v.relative_to(root)) for k, v in plots.items() if v is not None}

@@ -49,7 +49,11 @@ def selected(exp: Experiment, trials: pl.DataFrame, sizes: list[dict[str, Any]])
             "ft_size": z["ft_size"], "trial": r["trial"], "ray_trial_id": r["ray_trial_id"], "family": r["family"],
             "strategy": r["strategy"], "configuration": A.describe(r, names), "model_dir": r["model_dir"],
             **{k: r[k] for k in _METRICS}, "pt": _pt(r), "experiment": spec.name, "directory": str(exp.root),
-            "target": spec.data.target.label, "target_name": A.short(spec.data.target.label, names),
+            "target": z.get("target", spec.data.ft_targets[0].label),
+            # several targets: each exported model's folder names its property (export_dir_name)
+            **({"target_property": r["target"].rsplit("/", 1)[-1].replace("/", "_")}
+               if len(spec.data.ft_targets) > 1 else {}),
+            "target_name": A.short(z.get("target", spec.data.ft_targets[0].label), names),
             "selection": f"lowest validation MAE of the {z['finished_trials']} finished trial(s) at FT size "
                          f"{z['ft_size']}", "commands": commands(exp.root, z["ft_size"]),
         })
@@ -61,14 +65,29 @@ def selected_models(exp: Experiment | str | Path) -> list[dict[str, Any]]:
     exp = exp if isinstance(exp, Experiment) else Experiment.open(exp)
     trials, _ = load_trials(exp)
     spec = exp.spec()
-    return selected(exp, trials, A.by_size(trials, spec.data.target.label, spec.data.names()))
+    targets = [t.label for t in spec.data.ft_targets]
+    sizes = []
+    for t in targets:
+        for z in A.by_size(trials.filter(pl.col("target") == t) if len(targets) > 1 else trials, t, spec.data.names()):
+            sizes.append({**z, "target": t})
+    return selected(exp, trials, sizes)
 
 
-def choose(exp: Experiment, ft_size: str | None) -> dict[str, Any]:
-    """The selected model at ``ft_size`` (default: the largest FT size with a finished trial); a size the study
-    does not have, or one without a finished trial (or without kept weights), is a UserInputError."""
+def choose(exp: Experiment, ft_size: str | None, target: str | None = None) -> dict[str, Any]:
+    """The selected model at ``ft_size`` (default: the largest FT size with a finished trial) of ``target`` (a
+    study with several targets needs it: a ``dataset/property`` or its label); a size the study does not have,
+    or one without a finished trial (or without kept weights), is a UserInputError."""
     models = selected_models(exp)
     spec = exp.spec()
+    targets = spec.data.ft_targets
+    if len(targets) > 1:
+        names = [f"{t.label}" + (f" ({t.name})" if t.name else "") for t in targets]
+        match = [t.label for t in targets if target is not None and target in (t.label, t.name, t.property)]
+        if len(match) != 1:
+            got = "no --target was given" if target is None else f"--target {target} is not one of them"
+            raise UserInputError(f"{exp.root}: the study has {len(targets)} FT targets and {got}; fix: --target with "
+                                 f"one of: {', '.join(names)}")
+        models = [m for m in models if m["target"] == match[0]]
     listed = [str(s) for s in spec.search.ft_size]
     done = [m["ft_size"] for m in models]
     if not models:

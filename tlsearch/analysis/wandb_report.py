@@ -102,22 +102,31 @@ def searched_params(summary: dict[str, Any]) -> list[str]:
     return [p for p in PARAMS if p in names] + sorted(names - set(PARAMS))
 
 
-def ft_size_sections(summary: dict[str, Any]) -> list[tuple[str, str | None]]:
-    """(label, filter value) per FT size section. A size that was not searched is not in the run config (a
-    filter on it would hide every run): sizes are filtered on when there are several or ft_size is known to
-    be searched; with no finished trial there is one unfiltered section."""
-    sizes = [str(z["ft_size"]) for z in summary.get("by_ft_size", [])]
+def ft_size_sections(summary: dict[str, Any]) -> list[tuple[str, str | None, str | None]]:
+    """(label, FT-size filter value, target filter value) per FT size section (per target and size in a study
+    with several targets: the target is then sampled, so in every run's config). A size that was not searched
+    is not in the run config (a filter on it would hide every run): sizes are filtered on when there are
+    several or ft_size is known to be searched; with no finished trial there is one unfiltered section."""
+    zs = summary.get("by_ft_size", [])
+    if len(summary.get("targets") or []) > 1 and zs:
+        from tlsearch.analysis._analyse import short
+
+        names = summary.get("labels") or {}
+        return [(f"{short(z['target'], names)}, {z['ft_size']}", str(z["ft_size"]), z["target"]) for z in zs]
+    sizes = [str(z["ft_size"]) for z in zs]
     if not sizes:
-        return [("(all)", None)]
+        return [("(all)", None, None)]
     if len(sizes) == 1 and "ft_size" not in _importance_names(summary):
-        return [(sizes[0], None)]
-    return [(s, s) for s in sizes]
+        return [(sizes[0], None, None)]
+    return [(s, s, None) for s in sizes]
 
 
-def _filters(group: str, ft_size: str | None) -> str:
+def _filters(group: str, ft_size: str | None, target: str | None = None) -> str:
     out = f"Metric('Group') = {group!r}"
     if ft_size is not None:  # the config holds the sampled value: an int, or the string 'all'
         out += f" and Config('ft_size') = {int(ft_size) if ft_size.isdigit() else ft_size!r}"
+    if target is not None:
+        out += f" and Config('target') = {target!r}"
     return out
 
 
@@ -169,10 +178,31 @@ def _intro(summary: dict[str, Any]) -> str:
         lines += [f"| {s} | {family_name(b.get('family', ''), names)} | {b.get('trial', '')} | "
                   f"{_num(b.get('val_mae'))} | {_num(b.get('test_mae'))}{_std(b.get('test_mae_std'))} |"
                   for s, b in rows]
+    lines += _atlas_lines(summary, names)
+    if summary.get("imported"):
+        lines += ["", f"{len(summary['imported'])} finished trial(s) were imported from earlier studies (warm start: "
+                  "recorded results, no W&B run of their own in this group): "
+                  + ", ".join(f"trial {i['trial']} <- {i['imported_from']}" for i in summary["imported"][:20])]
     failed = summary.get("failed", [])
     if failed:
         lines += ["", f"{len(failed)} trial(s) failed; their errors are in report.md."]
     return "\n".join(lines)
+
+
+def _atlas_lines(summary: dict[str, Any], names: dict[str, str]) -> list[str]:
+    """The transferability atlas (several targets) as markdown tables: gain over scratch per PT source x target."""
+    from tlsearch.analysis._analyse import short
+    from tlsearch.analysis._atlas import cell_text
+
+    out: list[str] = []
+    for a in summary.get("atlas") or []:
+        cells = {(c["source"], c["target"]): c for c in a["cells"]}
+        out += ["", f"Transferability atlas, FT size {a['ft_size']} (gain over scratch, paired over repeats):", "",
+                "| PT source | " + " | ".join(short(t, names) for t in a["targets"]) + " |",
+                "|---|" + "---|" * len(a["targets"])]
+        out += [f"| {short(src, names)} | " + " | ".join(cell_text(cells[(src, t)]) for t in a["targets"]) + " |"
+                for src in a["sources"]]
+    return out
 
 
 def _num(v: Any) -> str:
@@ -196,9 +226,10 @@ def build_wandb_report(summary: dict[str, Any], *, project: str, entity: str | N
     params = searched_params(summary)
     blocks: list[Any] = [wr.H1("Conclusions"), wr.MarkdownBlock(text=_intro(summary))]
     for section in SECTIONS:
-        for label, size in ft_size_sections(summary) if section.per_ft_size else [("(all)", None)]:
+        for label, size, target in ft_size_sections(summary) if section.per_ft_size else [("(all)", None, None)]:
             heading, text = section.heading.format(ft_size=label), section.text.format(ft_size=label)
-            runset = wr.Runset(entity=entity or "", project=project, name=heading, filters=_filters(group, size),
+            runset = wr.Runset(entity=entity or "", project=project, name=heading,
+                               filters=_filters(group, size, target),
                                groupby=[f"config.{GROUP_BY}"],
                                order=[wr.OrderBy(wr.SummaryMetric(OBJECTIVE), ascending=True)])
             blocks += [wr.H2(heading), wr.P(text), _grid(section, params, runset)]

@@ -27,7 +27,7 @@ _WHAT = ("give an experiment directory (the one `tlsearch run` printed) or a mod
          "writes them; a finished trial's model_dir in trials.parquet is one too)")
 
 
-def resolve_model(path: Path, ft_size: str | None) -> tuple[Path, dict[str, Any] | None]:
+def resolve_model(path: Path, ft_size: str | None, target: str | None = None) -> tuple[Path, dict[str, Any] | None]:
     """(model directory, the analysis' selection entry when ``path`` is an experiment)."""
     from tlsearch.training.predict import model_files
 
@@ -38,16 +38,17 @@ def resolve_model(path: Path, ft_size: str | None) -> tuple[Path, dict[str, Any]
         from tlsearch.analysis.selected import choose
         from tlsearch.search.experiment import Experiment
 
-        sel = choose(Experiment.open(p), ft_size)
+        sel = choose(Experiment.open(p), ft_size, target)
         return Path(sel["model_dir"]), sel
     if not model_files(p):
         inside = sorted(d.name for d in p.iterdir() if model_files(d)) if p.is_dir() else []
         hint = f"it holds model directories: {', '.join(inside)}; give one of them" if inside else _WHAT
         raise UserInputError(f"{p}: neither an experiment directory (no spec.json) nor a model directory (no "
                              f"model.pt); fix: {hint}")
-    if ft_size is not None:
-        raise UserInputError(f"{p}: --ft-size chooses among an experiment's models, and this is one model directory; "
-                             "fix: drop --ft-size")
+    if ft_size is not None or target is not None:
+        opt = "--ft-size" if ft_size is not None else "--target"
+        raise UserInputError(f"{p}: {opt} chooses among an experiment's models, and this is one model directory; "
+                             f"fix: drop {opt}")
     return p, None
 
 
@@ -95,6 +96,8 @@ def predict_cmd(
                                                "structure file, or a dataset reference (emt:..., folder:...)."),
     ft_size: Optional[str] = typer.Option(None, "--ft-size", help="The FT size whose selected model predicts "
                                                                   "(default: the largest with a finished trial)."),
+    target: Optional[str] = typer.Option(None, "--target", help="A study with several FT targets: which target's "
+                                                                "model (dataset/property, its label or property)."),
     out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the predictions to FILE.csv or "
                                                                       "FILE.parquet (default: a table on stdout)."),
 ) -> None:
@@ -103,7 +106,7 @@ def predict_cmd(
     if out_file is not None and fmt is None:
         raise UserInputError(f"--out {out_file}: unknown file type {out_file.suffix or '(none)'!r}; fix: end the "
                              "name in .csv or .parquet")
-    model_dir, sel = resolve_model(path, ft_size)
+    model_dir, sel = resolve_model(path, ft_size, target)
     from tlsearch.training.predict import load_model
 
     ens = load_model(model_dir)
@@ -144,6 +147,8 @@ def export_cmd(
     out_dir: Path = typer.Argument(..., help="Directory to write into: one <experiment>-ft<size> folder per model."),
     ft_size: Optional[str] = typer.Option(None, "--ft-size", help="Export only the model selected at this FT size "
                                                                   "(default: the selected model of every size)."),
+    target: Optional[str] = typer.Option(None, "--target", help="A study with several FT targets: which target's "
+                                                                "model (dataset/property, its label or property)."),
 ) -> None:
     """Write the selected model (per FT size) as a self-contained directory with a model card."""
     from tlsearch.analysis.selected import choose, selected_models
@@ -154,9 +159,12 @@ def export_cmd(
     if out_dir.exists() and not out_dir.is_dir():
         raise UserInputError(f"{out_dir}: exists and is not a directory; fix: give a directory to export into")
     if ft_size is not None:
-        models = [choose(exp, ft_size)]
+        models = [choose(exp, ft_size, target)]
     else:
-        every = selected_models(exp)
+        every = [m for m in selected_models(exp) if target is None or target in (m["target"], m["target_name"])
+                 or m["target"].rsplit("/", 1)[-1] == target]
+        if target is not None and not every:
+            choose(exp, None, target)  # says which targets there are
         for m in every:
             if not m["model_dir"]:
                 out.print(f"FT size {m['ft_size']}: trial {m['trial']} kept no model files (an older tlsearch): "

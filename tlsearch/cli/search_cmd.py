@@ -31,8 +31,9 @@ def validate_cmd(
         with out.status("checking the datasets ..."):
             check_datasets(s, str(spec))
     d = s.data
-    target = f"{d.target.name} ({d.target.label})" if d.target.name else d.target.label
-    out.print(f"[green]ok[/] {spec}: study {s.name!r}: target {escape(target)}; strategies {s.search.strategy}; "
+    named = [f"{t.name} ({t.label})" if t.name else t.label for t in d.ft_targets]
+    target = f"target {named[0]}" if len(named) == 1 else f"{len(named)} targets {', '.join(named)}"
+    out.print(f"[green]ok[/] {spec}: study {s.name!r}: {escape(target)}; strategies {s.search.strategy}; "
               f"{s.budget.trials} trials x {s.budget.repeats} repeat(s), <= {s.budget.max_epochs} FT epochs; "
               f"scheduler {s.scheduler.type}; {s.resources.max_concurrent} concurrent trials, "
               f"{s.resources.cpus_per_trial} CPU / {s.resources.gpus_per_trial} GPU each")
@@ -43,21 +44,46 @@ def run_cmd(
     name: Optional[str] = typer.Option(None, help="Experiment name (default: the spec's name)."),
     storage: Optional[Path] = typer.Option(None, help="Experiments directory (default: the spec's storage)."),
     address: Optional[str] = typer.Option(None, help="Join a Ray cluster: 'auto' or HOST:PORT (default: local)."),
+    warm_start: Optional[list[Path]] = typer.Option(None, "--warm-start", help="Experiment directory of an earlier "
+                                                    "study: its finished trials inside this space start the search "
+                                                    "(not retrained); repeat for several; adds to the spec's "
+                                                    "warm_start."),
 ) -> None:
     """Run a study: Optuna define-by-run search over TL strategies, trials on Ray, each logged to W&B."""
     from tlsearch.search.experiment import Experiment
     from tlsearch.search.runner import run_study
 
     s = load_spec(spec).renamed(name)
+    dirs = [Path(p) for p in s.warm_start] + [p.expanduser().resolve() for p in warm_start or []]
+    for d in dirs:  # before anything is created: a wrong path is a clear error, not a half-made experiment
+        Experiment.open(d)
     check_environment(s, str(spec), address)
     import_pretrained(s, str(spec))
     with out.status("checking the datasets ..."):
         data = check_datasets(s, str(spec))  # before Ray starts: a typo must not fail every trial
     exp = Experiment.create(s, storage)
     _print_data(data, exp)
+    if dirs:
+        _warm_start(s, exp, dirs)
     run_study(s, exp, out, address=address)
     _print_status(exp)
     _report(exp)
+
+
+def _warm_start(s, exp, dirs: list[Path]) -> None:  # noqa: ANN001
+    """Import the earlier studies' finished trials that lie inside this space; say what was skipped and why."""
+    from tlsearch.search.warm_start import import_trials
+
+    with out.status("warm start: reading the earlier studies ..."):
+        imported, skipped = import_trials(s, exp, dirs)
+    out.print(f"warm start: {len(imported)} finished trial(s) imported from {len(dirs)} earlier stud"
+              f"{'y' if len(dirs) == 1 else 'ies'} (not retrained; the search starts from them), {len(skipped)} "
+              "skipped", highlight=False, soft_wrap=True)
+    for sk in skipped[:20]:
+        out.print(f"  skipped {sk.experiment} trial {sk.trial}: {sk.reason}", markup=False, highlight=False,
+                  soft_wrap=True)
+    if len(skipped) > 20:
+        out.print(f"  ... {len(skipped) - 20} more skipped", highlight=False)
 
 
 def _print_data(data: list[dict], exp) -> None:  # noqa: ANN001
@@ -114,7 +140,10 @@ def _print_status(exp) -> None:  # noqa: ANN001
 
     rows = study_rows(exp)
     spec = exp.spec()
-    out.print(trials_table(rows, f"{spec.name}: {len(rows)} of {spec.budget.trials} trials (val MAE, lower is better)"))
+    imported = sum(r["state"] == "imported" for r in rows)
+    more = f" + {imported} imported" if imported else ""
+    out.print(trials_table(rows, f"{spec.name}: {len(rows) - imported} of {spec.budget.trials} trials{more} (val MAE, "
+                                 "lower is better)"))
     for line in best_lines(rows):
         out.print(escape(line))
     for name, err in failures(exp):

@@ -29,13 +29,14 @@ from typing import Any, Callable, Iterable
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from tlsearch.search.conditions import group_name
 from tlsearch.search.dimensions import family_key
 
 
 class GroupedScheduler(FIFOScheduler):
     label = "scheduler"  # what debug_string calls it
 
-    def __init__(self, group_key: str, default_group: Any, new: Callable[[], TrialScheduler] | None = None,
+    def __init__(self, group_key: str | tuple[str, ...], default_group: Any, new: Callable[[], TrialScheduler] | None = None,
                  decision_epochs: Iterable[int] | None = None, label: str | None = None) -> None:
         super().__init__()
         self._group_key, self._default = group_key, default_group
@@ -50,7 +51,11 @@ class GroupedScheduler(FIFOScheduler):
 
     # ---- groups ------------------------------------------------------------------------------------------
     def group_of(self, trial: Any) -> str:
-        return str(trial.config.get(self._group_key, self._default))
+        """The trial's condition (``conditions.group_name``): its FT size, and its target with several."""
+        key, default = self._group_key, self._default
+        if isinstance(key, tuple):
+            return group_name(tuple(trial.config.get(k, d) for k, d in zip(key, default)))
+        return group_name(trial.config.get(key, default))
 
     @staticmethod
     def family_of(trial: Any) -> str:
@@ -136,5 +141,6 @@ class GroupedScheduler(FIFOScheduler):
         return {k: stops.get(k, 0) for k in self._groups}
 
     def debug_string(self) -> str:
-        return f"{self.label} per {self._group_key}: " + ", ".join(
+        keys = self._group_key if isinstance(self._group_key, tuple) else (self._group_key,)
+        return f"{self.label} per {' and '.join(keys)}: " + ", ".join(
             f"{k}: {n} stopped" for k, n in self.stopped().items())

@@ -14,8 +14,8 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from tlsearch.search._compat import optuna_study, optuna_trials, searcher_seed, set_stored_user_attr
-from tlsearch.search.experiment import (FINAL_ATTR, NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, REPLANNED_ATTR, REUSED_ATTR,
-                                       TIME_BUDGET)
+from tlsearch.search.experiment import (FINAL_ATTR, IMPORTED_ATTR, NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, REPLANNED_ATTR,
+                                       REUSED_ATTR, TIME_BUDGET)
 
 TPE_TRIES = 3  # repeated suggestions answered from history before the next asks sample at random
 MAX_TRIES = 12  # then the repeat runs (the space is exhausted, or nearly)
@@ -130,46 +130,67 @@ class ResumableOptunaSearch(OptunaSearch):
 
 
 class CycleSampler(BaseSampler):
-    """``base`` (TPE) for every parameter except the condition ``name``, which cycles through ``choices`` in
-    the order trials were asked (repeated suggestions answered from history do not count): the FT size is
-    what the report compares at, so every size gets its share of trials instead of TPE drifting to the size
-    with the lowest (incomparable) validation error. With ``cover`` the first rounds of each size take the
-    given values in turn, either ``(param, values)`` (the strategy families: scratch, PT->FT, MPT) or a list
-    of ``{param: value}`` dicts (every strategy x freeze combination), so each is tried at every size before
-    TPE chooses: the report's per-family bests and its gain over scratch need a trial of each, and a small
-    budget would otherwise leave one untried."""
+    """``base`` (TPE) for every parameter except the study's conditions (``conditions.py``: the FT size, and the
+    target in a study with several), which cycle through ``choices`` in the order trials were asked (repeated
+    suggestions answered from history do not count): the report compares at each condition, so every one gets
+    its share of trials instead of TPE drifting to the one with the lowest (incomparable) validation error.
+    ``choices`` are values of the parameter ``name``, or (``name`` None) dicts of parameter values, one per
+    condition. With ``cover`` the first rounds of each condition take the given values in turn, either
+    ``(param, values)`` (the strategy families: scratch, PT->FT, MPT) or a list of ``{param: value}`` dicts
+    (every strategy x freeze combination), or one such list per condition (their parameter names can differ by
+    target), so each is tried at every condition before TPE chooses: the report's per-family bests and its
+    gain over scratch need a trial of each, and a small budget would otherwise leave one untried."""
 
-    def __init__(self, base: BaseSampler, name: str, choices: Sequence[Any],
-                 cover: tuple[str, Sequence[Any]] | Sequence[dict[str, Any]] | None = None) -> None:
+    def __init__(self, base: BaseSampler, name: str | None, choices: Sequence[Any],
+                 cover: tuple[str, Sequence[Any]] | Sequence[Any] | None = None) -> None:
         self._base, self._name, self._choices = base, name, list(choices)
-        self._cover = _cover_items(cover)
+        per_condition = bool(cover) and isinstance(cover, list) and all(isinstance(c, list) for c in cover)
+        self._cover = None if per_condition else _cover_items(cover)
+        self._covers = [_cover_items(c) for c in cover] if per_condition else None
 
     def with_base(self, base: BaseSampler) -> CycleSampler:
-        return CycleSampler(base, self._name, self._choices, self._items())
+        covers = getattr(self, "_covers", None)
+        return CycleSampler(base, self._name, self._choices, [c or [] for c in covers] if covers else self._items(0))
 
-    def _items(self) -> list[dict[str, Any]] | None:
-        return _cover_items(self._cover)  # a sampler pickled by an older tlsearch holds (param, values)
+    def _conditions(self) -> list[dict[str, Any]]:
+        """Each condition as parameter values (a sampler pickled by an older tlsearch cycles ``_name`` only)."""
+        return [c if self._name is None else {self._name: c} for c in self._choices]
+
+    def _items(self, condition: int) -> list[dict[str, Any]] | None:
+        covers = getattr(self, "_covers", None)  # None in a sampler pickled by an older tlsearch
+        if covers is not None:
+            return covers[condition]
+        return _cover_items(self._cover)  # older pickles hold (param, values)
 
     @staticmethod
     def _slot(study: Any, trial: Any) -> int:
-        """Trials asked before this one, without answers from history and orphans planned again (their
-        replacement holds their slot)."""
+        """Trials asked before this one, without answers from history, orphans planned again (their
+        replacement holds their slot) and trials imported from earlier studies (warm start: never asked)."""
         return sum(1 for t in study.get_trials(deepcopy=False)
                    if t.number < trial.number and REUSED_ATTR not in t.user_attrs
-                   and REPLANNED_ATTR not in t.user_attrs)
+                   and REPLANNED_ATTR not in t.user_attrs and IMPORTED_ATTR not in t.user_attrs)
+
+    def _condition(self, study: Any, trial: Any) -> tuple[int, dict[str, Any]]:
+        conds = self._conditions()
+        i = self._slot(study, trial) % len(conds)
+        return i, conds[i]
 
     def _covered(self, study: Any, trial: Any) -> dict[str, Any] | None:
-        """The cover values this trial must take, or None once its size has had every item."""
-        items = self._items()
+        """The cover values this trial must take, or None once its condition has had every item. An item a
+        trial imported from an earlier study (warm start) already covers at this condition is not asked again."""
+        i, cond = self._condition(study, trial)
+        items = self._items(i)
         if items is None:
             return None
-        rnd = self._slot(study, trial) // len(self._choices)
+        done = [t.params for t in study.get_trials(deepcopy=False) if IMPORTED_ATTR in t.user_attrs]
+        # a key the imported trial lacks is one this space fixes (not sampled): it matches
+        items = [it for it in items if not any(all(p.get(k, v) == v for k, v in {**cond, **it}.items()) for p in done)]
+        rnd = self._slot(study, trial) // len(self._conditions())
         return items[rnd] if rnd < len(items) else None
 
     def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
         space = self._base.infer_relative_search_space(study, trial)
-        space.pop(self._name, None)
-        for param in self._covered(study, trial) or {}:
+        for param in {k for c in self._conditions() for k in c} | set(self._covered(study, trial) or {}):
             space.pop(param, None)
         return space
 
@@ -177,9 +198,9 @@ class CycleSampler(BaseSampler):
         return self._base.sample_relative(study, trial, search_space)
 
     def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
-        if param_name == self._name:
-            choices = getattr(param_distribution, "choices", self._choices)
-            return choices[self._slot(study, trial) % len(choices)]
+        _, condition = self._condition(study, trial)
+        if param_name in condition:
+            return condition[param_name]
         covered = self._covered(study, trial) or {}
         if param_name in covered:
             return covered[param_name]

@@ -57,6 +57,9 @@ def limited(spec: SearchSpec, searcher: Any) -> Any:
     return ConcurrencyLimiter(searcher, max_concurrent=spec.resources.max_concurrent)
 
 
-def ft_size_groups(spec: SearchSpec) -> tuple[str, Any]:
-    """The grouping every scheduler here uses: the trial config's ``ft_size`` (else the first size)."""
-    return "ft_size", spec.search.ft_size[0]
+def ft_size_groups(spec: SearchSpec) -> tuple[Any, Any]:
+    """The grouping every scheduler here uses: the trial config's ``ft_size`` (else the first size), and its
+    ``target`` too in a study with several (``conditions.group_keys``)."""
+    from tlsearch.search.conditions import group_keys
+
+    return group_keys(spec)

@@ -22,7 +22,7 @@ from tlsearch.search._grouped import GroupedScheduler
 class GroupedASHA(GroupedScheduler):
     label = "ASHA"
 
-    def __init__(self, group_key: str, default_group: Any, max_t: int, grace_period: int,
+    def __init__(self, group_key: Any, default_group: Any, max_t: int, grace_period: int,
                  reduction_factor: float, last_epoch: int, protect_families: bool = True) -> None:
         super().__init__(group_key, default_group)
         self._asha_args = {"time_attr": "training_iteration", "max_t": max_t, "grace_period": grace_period,

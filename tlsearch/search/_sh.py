@@ -46,7 +46,7 @@ class GroupedSH(GroupedScheduler):
     scheduler (a bracket decides for all its trials at once, and pauses them): it overrides every callback."""
     label = "successive halving"
 
-    def __init__(self, group_key: str, default_group: Any, quotas: dict[str, int], rung_epochs: list[int],
+    def __init__(self, group_key: Any, default_group: Any, quotas: dict[str, int], rung_epochs: list[int],
                  eta: float, max_concurrent: int, state_path: str | None = None,
                  protect_families: bool = False) -> None:
         super().__init__(group_key, default_group)

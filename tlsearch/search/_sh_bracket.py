@@ -39,7 +39,8 @@ def rungs(grace_period: int, eta: float, max_epochs: int) -> list[int]:
 
 
 def quotas(sizes: list[Any], trials: int) -> dict[str, int]:
-    """Each FT size's share of the trial budget, as the FT-size cycle hands them out (first sizes first)."""
+    """Each FT size's (each condition's: ``conditions.group_names``) share of the trial budget, as the sampler's
+    cycle hands them out (first ones first)."""
     n = len(sizes)
     return {str(s): trials // n + (1 if j < trials % n else 0) for j, s in enumerate(sizes)}
 
@@ -165,8 +166,10 @@ def make(spec: SearchSpec, searcher: Any, state_path: Path) -> tuple[Any, Any]:
     the limiter that does not count the trials waiting at a rung."""
     from tlsearch.search._sh import GroupedSH, PauseAwareLimiter
 
-    sizes, res, sch = spec.search.ft_size, spec.resources, spec.scheduler
-    scheduler = GroupedSH(*ft_size_groups(spec), quotas(sizes, spec.budget.trials),
+    from tlsearch.search.conditions import group_names
+
+    res, sch = spec.resources, spec.scheduler
+    scheduler = GroupedSH(*ft_size_groups(spec), quotas(group_names(spec), spec.budget.trials),
                           rungs(sch.grace_period, sch.reduction_factor, spec.budget.max_epochs), sch.reduction_factor,
                           res.max_concurrent, state_path=str(state_path), protect_families=sch.protect_families)
     return PauseAwareLimiter(searcher, res.max_concurrent, scheduler), scheduler

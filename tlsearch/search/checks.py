@@ -18,7 +18,9 @@ def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> list[dict[str
     from tlsearch.data.quality import quality
 
     d = spec.data
-    fields = [("data.target", d.target)]
+    fields: list[tuple[str, Any]] = ([("data.target", d.target)] if d.target is not None else
+                                     [(f"data.targets.{i}", t) for i, t in enumerate(d.targets)])
+    targets = {loc for loc, _ in fields}
     for section in ("pretrain_sources", "mpt_properties", "eval_sets"):
         fields += [(f"data.{section}.{i}", t) for i, t in enumerate(getattr(d, section))
                    if not getattr(t, "checkpoint", None)]  # checkpoints: check_checkpoints (pt_files.py)
@@ -37,7 +39,7 @@ def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> list[dict[str
             ds = load_dataset(ref_text)
             for loc, t in uses:
                 ds.with_property(t.property)
-                held_out = (d.test_fraction, d.split_seed) if loc == "data.target" else (None, 0)
+                held_out = (d.test_fraction, d.split_seed) if loc in targets else (None, 0)
                 found[loc] = {"role": loc, "label": getattr(t, "name", None),
                               **quality(ds, t.property, *held_out)}
         except UserInputError as exc:

@@ -49,7 +49,9 @@ PTSource = Annotated[Union[Annotated[DataEntry, Tag("TargetSpec")], Annotated[Ch
 
 
 class DataSpec(Strict):
-    target: DataEntry
+    # one FT target (``target``), or several in one study (``targets``: each is a condition like the FT size)
+    target: DataEntry | None = None
+    targets: list[DataEntry] = []
     pretrain_sources: list[PTSource] = []  # {dataset, property}, or {checkpoint, label} (docs/pretrained.md)
     mpt_properties: list[DataEntry] = []
     eval_sets: list[DataEntry] = []
@@ -58,8 +60,28 @@ class DataSpec(Strict):
     test_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 0
 
+    @model_validator(mode="after")
+    def _one_way_to_name_targets(self) -> "DataSpec":
+        if (self.target is None) == (not self.targets):
+            raise ValueError("give the FT target as data.target (one) or data.targets (a list of several), "
+                             + ("not both" if self.target is not None else "one of them is required"))
+        seen: dict[str, int] = {}
+        for i, t in enumerate(self.targets):
+            if t.label in seen:
+                raise ValueError(f"data.targets.{i} ({t.label}) repeats data.targets.{seen[t.label]}; fix: list each "
+                                 "target once")
+            seen[t.label] = i
+        return self
+
+    @property
+    def ft_targets(self) -> list[DataEntry]:
+        """The study's FT targets, in spec order (``[target]`` for a single-target spec)."""
+        return [self.target] if self.target is not None else list(self.targets)
+
     def _entries(self) -> Iterator[tuple[str, Any]]:
-        yield "target", self.target
+        if self.target is not None:
+            yield "target", self.target
+        yield from ((f"targets.{i}", e) for i, e in enumerate(self.targets))
         for section in ("pretrain_sources", "mpt_properties", "eval_sets"):
             yield from ((f"{section}.{i}", e) for i, e in enumerate(getattr(self, section)))
 

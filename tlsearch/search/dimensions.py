@@ -134,9 +134,52 @@ class Dimension:
 _COLUMN_CAST: dict[str, Callable[[Any], Any]] = {"String": str, "Int64": int, "Float64": float, "Boolean": bool}
 
 
+def target_of(spec: SearchSpec, params: dict[str, Any]) -> tuple[int, str]:
+    """(index, label) of a trial's FT target: its sampled ``target``, else the spec's first (only) one."""
+    labels = [t.label for t in spec.data.ft_targets]
+    label = params["target"] if _sampled(params, "target") else labels[0]
+    return labels.index(label), label
+
+
+def per_target(spec: SearchSpec, name: str, index: int) -> str:
+    """The parameter name of a target-dependent dimension: its choices (PT sources, MPT sets) leave the trial's
+    target out, so with several targets each target has its own parameter (``<name>_t<index>``: an Optuna
+    parameter keeps one distribution); a single-target study keeps the plain name."""
+    return name if len(spec.data.ft_targets) == 1 else f"{name}_t{index}"
+
+
+class Target(Dimension):
+    """The FT target: one of ``data.targets`` (a condition of the study, like the FT size: the sampler gives every
+    target its share and schedulers compare trials of one target only); lands as that data entry."""
+
+    def land(self, cfg: dict[str, Any], values: dict[str, Any], spec: SearchSpec) -> None:
+        entry = next(t for t in spec.data.ft_targets if t.label == values[self.name])
+        _land(cfg, self.lands, data_ref(entry))
+
+
 class PtSource(Dimension):
-    """The PT source of a finetune trial: one of the spec's ``pretrain_sources``, by label; it lands as that
-    data entry in ``pretrain.sources``."""
+    """The PT source of a finetune trial: one of the spec's ``pretrain_sources`` other than the trial's target,
+    by label (parameter ``pt_source``, or ``pt_source_t<i>`` per target of a study with several); it lands as
+    that data entry in ``pretrain.sources``."""
+
+    def owns(self, param: str) -> bool:
+        return param == self.name or param.startswith(f"{self.name}_t")
+
+    def _choices(self, spec: SearchSpec, label: str) -> list[str]:
+        return [p.label for p in spec.pt_sources_for(label)]
+
+    def suggest(self, trial: Any, spec: SearchSpec) -> Any:
+        i, label = target_of(spec, trial.params)
+        return suggest(trial, per_target(spec, self.name, i), self._choices(spec, label))
+
+    def resolve(self, spec: SearchSpec, params: dict[str, Any]) -> dict[str, Any]:
+        i, label = target_of(spec, params)
+        name = per_target(spec, self.name, i)
+        return {self.name: params[name] if _sampled(params, name) else fixed(self._choices(spec, label))}
+
+    def choices(self, spec: SearchSpec) -> list[dict[str, Any]]:
+        return [{"target": t.label, per_target(spec, self.name, i): v} for i, t in enumerate(spec.data.ft_targets)
+                for v in self._choices(spec, t.label)]
 
     def land(self, cfg: dict[str, Any], values: dict[str, Any], spec: SearchSpec) -> None:
         _land(cfg, self.lands, [_entry(spec, values[self.name])])
@@ -148,27 +191,31 @@ class MptSubset(Dimension):
     (the candidates' labels) and lands as those data entries in ``pretrain.sources``."""
 
     def owns(self, param: str) -> bool:
-        return param == "mpt_size" or param.startswith("mpt_combo_")
+        return param.startswith("mpt_size") or param.startswith("mpt_combo_")
 
     def params(self) -> tuple[str, ...]:
         return ("mpt_size",)
 
     @staticmethod
-    def _sizes(spec: SearchSpec) -> tuple[int, int, int]:
-        n, sub = len(spec.mpt_candidates), spec.search.mpt_subset
+    def _sizes(spec: SearchSpec, target: str) -> tuple[int, int, int]:
+        n, sub = len(spec.mpt_candidates_for(target)), spec.search.mpt_subset
         return n, sub.min_size, min(sub.max_size or n, n)
 
     def suggest(self, trial: Any, spec: SearchSpec) -> None:
-        n, lo, hi = self._sizes(spec)
-        k = suggest(trial, "mpt_size", IntRange(low=lo, high=hi) if hi > lo else lo)
+        t, label = target_of(spec, trial.params)
+        n, lo, hi = self._sizes(spec, label)
+        k = suggest(trial, per_target(spec, "mpt_size", t), IntRange(low=lo, high=hi) if hi > lo else lo)
         if math.comb(n, k) > 1:
-            trial.suggest_int(f"mpt_combo_{k}", 0, math.comb(n, k) - 1)
+            trial.suggest_int(per_target(spec, f"mpt_combo_{k}", t), 0, math.comb(n, k) - 1)
 
     def resolve(self, spec: SearchSpec, params: dict[str, Any]) -> dict[str, Any]:
-        n, lo, _ = self._sizes(spec)
-        k = int(params["mpt_size"]) if _sampled(params, "mpt_size") else lo
-        i = int(params[f"mpt_combo_{k}"]) if _sampled(params, f"mpt_combo_{k}") else 0
-        return {self.name: [spec.mpt_candidates[j].label for j in mpt_combinations(n, k)[i]]}
+        t, label = target_of(spec, params)
+        n, lo, _ = self._sizes(spec, label)
+        size, combo = per_target(spec, "mpt_size", t), None
+        k = int(params[size]) if _sampled(params, size) else lo
+        combo = per_target(spec, f"mpt_combo_{k}", t)
+        i = int(params[combo]) if _sampled(params, combo) else 0
+        return {self.name: [spec.mpt_candidates_for(label)[j].label for j in mpt_combinations(n, k)[i]]}
 
     def land(self, cfg: dict[str, Any], values: dict[str, Any], spec: SearchSpec) -> None:
         _land(cfg, self.lands, [_entry(spec, label) for label in values[self.name]])
@@ -262,6 +309,8 @@ def _arch(name: str, doc: str) -> Dimension:
 DIMENSIONS: tuple[Dimension, ...] = (
     Dimension("strategy", "all", lambda spec: list(spec.search.strategy), "mode", str, "String",
               "scratch | finetune | mpt", family=True),
+    Target("target", "all", lambda spec: [t.label for t in spec.data.ft_targets], "target", str, "String",
+           "FT target dataset/property (a condition, like the FT size)", shown=True),
     PtSource("pt_source", "finetune", lambda spec: [p.label for p in spec.data.pretrain_sources],
              "pretrain.sources", str, "String", "PT dataset:property (finetune)", shown=True, family=True),
     MptSubset("mpt_properties", "mpt", lambda spec: None, "pretrain.sources", list, "String",

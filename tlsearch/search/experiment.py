@@ -27,6 +27,8 @@ ORPHANED = "orphaned by a driver crash; re-planned"  # the note of a trial a dea
 TIME_BUDGET = "stopped: time budget"  # the note of a trial still running when budget.time_budget_s ran out
 REUSED_ATTR = "reused_from"  # Optuna user attribute: a repeated suggestion answered by this earlier trial
 REPLANNED_ATTR = "replanned"  # Optuna user attribute: an orphan whose configuration was queued again on resume
+IMPORTED_ATTR = "imported_from"  # Optuna user attribute: a warm-start trial, "<experiment dir>#<trial>"
+IMPORTED_RESULT_ATTR = "imported_result"  # Optuna user attribute: its recorded results (trials.parquet columns)
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,16 @@ from tlsearch.errors import PretrainedFileError, UserInputError
 
 
 def resolve_paths(data: Any, base: Path) -> Any:
-    """The raw spec mapping with ``data.pretrained`` and checkpoint source paths made absolute against ``base``."""
+    """The raw spec mapping with ``data.pretrained``, checkpoint source and ``warm_start`` paths made absolute
+    against ``base``."""
     if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
         return data
 
     def absolute(p: Any) -> Any:
         return str((base / Path(p).expanduser()).resolve()) if isinstance(p, str) and p else p
 
+    if isinstance(data.get("warm_start"), list):
+        data = {**data, "warm_start": [absolute(p) for p in data["warm_start"]]}
     d = dict(data["data"])
     if isinstance(d.get("pretrained"), list):
         d["pretrained"] = [absolute(p) for p in d["pretrained"]]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tlsearch.errors import UserInputError
+from tlsearch.search.dimensions import per_target
 from tlsearch.search.space import mpt_combinations, train_config
 from tlsearch.search.spec import FloatRange, IntRange, SearchSpec
 from tlsearch.training.config import TrainConfig
@@ -64,20 +65,31 @@ def plan(spec: SearchSpec, only: str | None = None, where: str = "space.yaml", *
             "PT learning rate, so there is nothing to train ahead; fix: give search.pt_lr one value")
     archs = _architectures(spec, where)
     out: list[PlannedModel] = []
+    targets = [t.label for t in spec.data.ft_targets]
     if "finetune" in transfer:
         for src in spec.data.pretrain_sources:
             if getattr(src, "checkpoint", None) is not None:
                 continue  # starts from the checkpoint's weights: nothing to pre-train
+            # several targets: every target's test set is left out of PT, so one model serves each target
+            # that may use the source; its config is built as the first such target's trials build theirs
+            t = next(i for i, label in enumerate(targets) if src in spec.pt_sources_for(label))
             for arch in archs:
-                cfg = train_config(spec, {"strategy": "finetune", "pt_source": src.label, **arch}, **paths)
-                out.append(PlannedModel("finetune", src.label, cfg))
+                params = {"strategy": "finetune", "target": targets[t], per_target(spec, "pt_source", t): src.label}
+                out.append(PlannedModel("finetune", src.label, train_config(spec, {**params, **arch}, **paths)))
     if "mpt" in transfer:
-        n = len(spec.mpt_candidates)
-        max_k = min(s.mpt_subset.max_size or n, n)
-        for k in range(s.mpt_subset.min_size, max_k + 1):
-            for i, combo in enumerate(mpt_combinations(n, k)):
-                label = " + ".join(spec.mpt_candidates[j].label for j in combo)
-                for arch in archs:
-                    params = {"strategy": "mpt", "mpt_size": k, f"mpt_combo_{k}": i, **arch}
-                    out.append(PlannedModel("mpt", label, train_config(spec, params, **paths)))
+        seen: set[str] = set()
+        for t, target in enumerate(targets):  # the MPT sets leave the trial's target out: they differ by target
+            cands = spec.mpt_candidates_for(target)
+            n = len(cands)
+            max_k = min(s.mpt_subset.max_size or n, n)
+            for k in range(s.mpt_subset.min_size, max_k + 1):
+                for i, combo in enumerate(mpt_combinations(n, k)):
+                    label = " + ".join(cands[j].label for j in combo)
+                    if label in seen:
+                        continue
+                    seen.add(label)
+                    for arch in archs:
+                        params = {"strategy": "mpt", "target": target, per_target(spec, "mpt_size", t): k,
+                                  per_target(spec, f"mpt_combo_{k}", t): i, **arch}
+                        out.append(PlannedModel("mpt", label, train_config(spec, params, **paths)))
     return out

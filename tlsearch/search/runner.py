@@ -13,6 +13,8 @@ from typing import Any
 from rich.console import Console
 
 from tlsearch.search import tracking
+from tlsearch.search.conditions import conditions, several_targets
+from tlsearch.search.dimensions import per_target
 from tlsearch.search.experiment import NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, TIME_BUDGET, TUNE_NAME, Experiment
 from tlsearch.search.live import LiveView
 from tlsearch.search.space import make_space
@@ -23,17 +25,28 @@ METRIC, MODE = "val_mae", "min"
 SH_STATE = "sh_state.json"  # successive halving's brackets, in the experiment directory
 
 
-def strategy_cover(spec: SearchSpec) -> list[dict[str, Any]]:
-    """What every FT size tries first: each strategy x freeze combination when that size's share of the budget
-    holds them all (the paper's grid: scratch + 5 freezes x PT->FT and MPT = 11), else each strategy family."""
+def strategy_cover(spec: SearchSpec, target: int = 0) -> list[dict[str, Any]]:
+    """What every condition (FT size; and FT target ``target``, an index, in a study with several) tries first:
+    each strategy x freeze combination when that condition's share of the budget holds them all (the paper's
+    grid: scratch + 5 freezes x PT->FT and MPT = 11), else each strategy family. With several PT sources for
+    the target, PT->FT counts once per source (the atlas compares every source on every target)."""
     s = spec.search
-    families = [{"strategy": st} for st in s.strategy]
+    label = spec.data.ft_targets[target].label
+    sources = [p.label for p in spec.pt_sources_for(label)] if "finetune" in s.strategy else []
+    param = per_target(spec, "pt_source", target)
+
+    def family(st: str) -> list[dict[str, Any]]:
+        if st == "finetune" and len(sources) > 1:
+            return [{"strategy": st, param: x} for x in sources]
+        return [{"strategy": st}]
+
+    families = [f for st in s.strategy for f in family(st)]
     if s.freeze_depth is not None or len(s.freeze) < 2:
         return families
-    combos = [{"strategy": st} if st == "scratch" else {"strategy": st, "freeze": f}
-              for st in s.strategy for f in (s.freeze if st != "scratch" else [None])]
-    per_size = spec.budget.trials // len(s.ft_size)
-    return combos if len(combos) <= per_size else families
+    combos = [f if f["strategy"] == "scratch" else {**f, "freeze": fr} for f in families
+              for fr in (s.freeze if f["strategy"] != "scratch" else [None])]
+    per_condition = spec.budget.trials // len(conditions(spec))
+    return combos if len(combos) <= per_condition else families
 
 
 def _quiet() -> None:
@@ -139,11 +152,15 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     seed = spec.seed if spec.search_seed is None else spec.search_seed
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True,
                                          n_startup_trials=min(10, max(2, spec.budget.trials // 3)))
-    sizes, cover = spec.search.ft_size, strategy_cover(spec)
-    if len(sizes) > 1 or len(cover) > 1:
+    conds = conditions(spec)
+    if several_targets(spec):  # a cover per condition: the PT-source parameter is the target's own
+        labels = [t.label for t in spec.data.ft_targets]
+        covers = [strategy_cover(spec, labels.index(c["target"])) for c in conds]
+        sampler = CycleSampler(sampler, None, conds, cover=covers)
+    elif len(conds) > 1 or len(strategy_cover(spec)) > 1:
         # the FT size is a condition to compare at: every size gets its share of trials; and every strategy
         # (x freeze, when the budget allows) gets a first trial at every size before TPE chooses
-        sampler = CycleSampler(sampler, "ft_size", sizes, cover=cover)
+        sampler = CycleSampler(sampler, "ft_size", spec.search.ft_size, cover=strategy_cover(spec))
     searcher = ResumableOptunaSearch(make_space(spec), metric=METRIC, mode=MODE, sampler=sampler,
                                      study_name=spec.name, storage=exp.optuna_storage(), seed=seed,
                                      max_trials=spec.budget.trials)

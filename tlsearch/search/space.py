@@ -54,7 +54,6 @@ def train_config(spec: SearchSpec, params: dict[str, Any], repeat: int = 0, **pa
     d, b = spec.data, spec.budget
     cfg: dict[str, Any] = {
         "name": f"{spec.name}",
-        "target": data_ref(d.target),
         "eval_sets": [data_ref(e) for e in d.eval_sets],
         "test_fraction": d.test_fraction,
         "split_seed": d.split_seed,
@@ -67,6 +66,8 @@ def train_config(spec: SearchSpec, params: dict[str, Any], repeat: int = 0, **pa
     if v["strategy"] != "scratch":
         cfg["pretrain"] = {"sample_size": d.pt_sample_size, "optim": {"epochs": b.pt_epochs, "batch_size": 32},
                            "seed": spec.seed}
+        if len(d.ft_targets) > 1:  # PT leaves out every target's test set: one PT model per source serves them all
+            cfg["pretrain"]["held_out_of"] = [data_ref(t) for t in d.ft_targets if t.label != v["target"]]
     for dim in dims.dimensions(v["strategy"]):
         dim.land(cfg, v, spec)
     return config_from_dict(cfg, where=f"trial config of {spec.name}")

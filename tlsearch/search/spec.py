@@ -144,6 +144,9 @@ class SearchSpec(_Strict):
     seed: int = 0
     search_seed: Union[int, None] = Field(None, description="seeds the TPE sampler instead of seed")
     metric: Literal["val_mae"] = "val_mae"
+    # experiment directories of earlier studies whose finished trials inside this space start the search
+    # (search/warm_start.py); relative paths are relative to the spec file's directory
+    warm_start: list[str] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -157,11 +160,16 @@ class SearchSpec(_Strict):
         s, d = self.search, self.data
         if "finetune" in s.strategy and not d.pretrain_sources:
             raise ValueError("search.strategy includes 'finetune' but data.pretrain_sources is empty")
-        if "mpt" in s.strategy:
-            n = len([p for p in d.mpt_properties if p.label != d.target.label])
-            if n < s.mpt_subset.min_size:
+        several = len(d.ft_targets) > 1
+        for t in d.ft_targets:
+            which = f"the target {t.label}" if several else "the target"
+            if "finetune" in s.strategy and not self.pt_sources_for(t.label):
+                raise ValueError(f"search.strategy includes 'finetune' but data.pretrain_sources has no source other "
+                                 f"than {which} (a target is never pre-trained on itself); fix: add a PT source")
+            n = len(self.mpt_candidates_for(t.label))
+            if "mpt" in s.strategy and n < s.mpt_subset.min_size:
                 raise ValueError(f"search.strategy includes 'mpt' but data.mpt_properties has {n} properties "
-                                 f"other than the target, fewer than search.mpt_subset.min_size={s.mpt_subset.min_size}")
+                                 f"other than {which}, fewer than search.mpt_subset.min_size={s.mpt_subset.min_size}")
         return self
 
     def renamed(self, name: str | None) -> "SearchSpec":
@@ -177,8 +185,19 @@ class SearchSpec(_Strict):
 
     @property
     def mpt_candidates(self) -> list[DataEntry]:
-        """The MPT properties other than the target (same dataset and property, whatever their labels)."""
-        return [p for p in self.data.mpt_properties if p.label != self.data.target.label]
+        """The MPT properties other than the (first) target (same dataset and property, whatever their labels)."""
+        return self.mpt_candidates_for(self.data.ft_targets[0].label)
+
+    def mpt_candidates_for(self, target: str) -> list[DataEntry]:
+        """The MPT properties other than the target ``target`` (a ``dataset/property`` label)."""
+        return [p for p in self.data.mpt_properties if p.label != target]
+
+    def pt_sources_for(self, target: str) -> list[Any]:
+        """The PT sources a trial on target ``target`` may pre-train on: every source but the target itself.
+        A single-target study keeps every source (as before several targets existed)."""
+        if len(self.data.ft_targets) == 1:
+            return list(self.data.pretrain_sources)
+        return [p for p in self.data.pretrain_sources if p.label != target]
 
     def model_fixed(self) -> ModelSpec:
         return ModelSpec(backend=self.search.architecture.backend)

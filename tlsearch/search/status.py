@@ -10,7 +10,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from tlsearch.search.experiment import NOTE_ATTR, TIME_BUDGET, Experiment
+from tlsearch.search.experiment import IMPORTED_RESULT_ATTR, NOTE_ATTR, TIME_BUDGET, Experiment
 from tlsearch.search.results import eval_maes, match_trials, read_ray_trials
 from tlsearch.search import dimensions as dims
 from tlsearch.search.space import resolve
@@ -49,13 +49,17 @@ def study_rows(exp: Experiment) -> list[dict[str, Any]]:
         strategy = v["strategy"]
         value = t.value if t.value is not None and not math.isnan(t.value) else None
         r = results.get(t.number, {})
+        if IMPORTED_RESULT_ATTR in t.user_attrs:  # warm start: the earlier study's recorded results
+            r = {**t.user_attrs[IMPORTED_RESULT_ATTR], "final": True}
         test = r.get("test_mae") if r.get("final") else None
         if test is not None and r.get("repeats", 1) > 1:
             test_s = f"{test:.4g} +/- {r.get('test_mae_std', 0):.2g}"
         else:
             test_s = f"{test:.4g}" if test is not None else ""
         state = t.state.name.lower()
-        if state == "complete" and r and not r.get("final"):
+        if IMPORTED_RESULT_ATTR in t.user_attrs:
+            state = "imported"
+        elif state == "complete" and r and not r.get("final"):
             state = "stopped early"  # the scheduler ended it; its last validation value stands
         if t.user_attrs.get(NOTE_ATTR) == TIME_BUDGET:
             state = TIME_BUDGET
@@ -63,7 +67,8 @@ def study_rows(exp: Experiment) -> list[dict[str, Any]]:
         rows.append({"trial": t.number, "state": state, "strategy": strategy, "details": details(v, p, names),
                      "val": f"{value:.4g}" if value is not None else "", "value": value, "test": test_s,
                      "eval": " ".join(f"{_short(k, names)}={x:.4g}" for k, x in evals.items()),
-                     "epochs": _epochs(r), "ft_size": v["ft_size"]})
+                     "epochs": _epochs(r), "ft_size": v["ft_size"],
+                     "target": _short(v["target"], names) if "target" in p else None})
     return rows
 
 
@@ -77,6 +82,8 @@ def details(v: dict[str, Any], params: dict[str, Any], names: dict[str, str] | N
     other searched value. A source is named by its label in the spec (``names``: ``dataset/property`` ->
     label), else by its property name: the table is narrow."""
     out = [f"size={v['ft_size']}"]
+    if "target" in params:  # a study with several targets: which one this trial fits
+        out.insert(0, f"target={_short(v['target'], names)}")
     if v["strategy"] != "scratch":
         srcs = [v["pt_source"]] if v.get("pt_source") else v.get("mpt_properties", [])
         out += [f"source={'+'.join(_short(s, names) for s in srcs)}",
@@ -104,23 +111,24 @@ def failures(exp: Experiment) -> list[tuple[str, str]]:
 
 
 def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    done = [r for r in rows if r["value"] is not None and r["state"] in ("complete", "stopped early", TIME_BUDGET)]
+    done = [r for r in rows if r["value"] is not None and r["state"] in ("complete", "stopped early", TIME_BUDGET, "imported")]
     return min(done, key=lambda r: r["value"]) if done else None
 
 
 def best_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The best trial so far; with several FT sizes the best per size only (their validation MAEs are not
-    comparable: the smaller sample has the higher error whatever the strategy)."""
-    sizes = sorted({r["ft_size"] for r in rows if r.get("ft_size") is not None}, key=str)
-    if len(sizes) <= 1:
+    """The best trial so far; with several FT sizes (or targets) the best per size (and target) only: their
+    validation MAEs are not comparable (the smaller sample has the higher error whatever the strategy)."""
+    conds = sorted({(r.get("target") or "", r["ft_size"]) for r in rows if r.get("ft_size") is not None}, key=str)
+    if len(conds) <= 1:
         b = best(rows)
         return [f"best so far: trial {b['trial']} {b['strategy']} {b['details']} val MAE {b['val']}"] if b else []
     out = []
-    for size in sizes:
-        bs = best([r for r in rows if r.get("ft_size") == size])
+    for target, size in conds:  # several targets too: a condition each, compared within itself only
+        bs = best([r for r in rows if r.get("ft_size") == size and (r.get("target") or "") == target])
         if bs:
-            out.append(f"  best at FT size {size}: trial {bs['trial']} {bs['strategy']} {bs['details']} "
-                       f"val MAE {bs['val']}" + (f", test MAE {bs['test']}" if bs["test"] else ""))
+            out.append(f"  best {f'for {target} ' if target else ''}at FT size {size}: trial {bs['trial']} "
+                       f"{bs['strategy']} {bs['details']} val MAE {bs['val']}"
+                       + (f", test MAE {bs['test']}" if bs["test"] else ""))
     return out
 
 

@@ -99,6 +99,9 @@ class PretrainSpec(_Strict):
     sample_size: Size = "all"
     val_fraction: float = Field(0.1, gt=0, lt=1)
     include_target: bool = False  # MPT: keep the FT target property in the PT set (leave-target-out otherwise)
+    # other FT targets whose held-out test structures pre-training leaves out too (a study with several targets:
+    # the same PT data, so the same PT model, for each of them)
+    held_out_of: list[TargetSpec] = []
     head_depth: int = Field(1, ge=1, le=4)
     optim: OptimSpec = OptimSpec()
     seed: int = 0

@@ -29,7 +29,9 @@ FORMAT = "tlsearch-export-v1"
 
 
 def export_dir_name(sel: dict[str, Any]) -> str:
-    return f"{sel['experiment']}-ft{sel['ft_size']}"
+    """``<experiment>-ft<size>``, or ``<experiment>-<target property>-ft<size>`` for a study with several targets."""
+    prop = sel.get("target_property")
+    return f"{sel['experiment']}-{prop}-ft{sel['ft_size']}" if prop else f"{sel['experiment']}-ft{sel['ft_size']}"
 
 
 def _repeats(ens: Ensemble) -> list[dict[str, Any]]:

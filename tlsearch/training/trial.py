@@ -138,10 +138,16 @@ def _pretrain(cfg: TrainConfig, exclude: set[str], device: torch.device,
 
 
 def _held_out_keys(cfg: TrainConfig, prep: PreparedDataset | None = None) -> set[str]:
-    """The target's held-out test structures: pre-training never sees them (leakage guard)."""
+    """The target's held-out test structures, and those of ``pretrain.held_out_of`` (the study's other targets):
+    pre-training never sees them (leakage guard)."""
     prep = prep or _prep(cfg, cfg.target.dataset, cfg.target.property)
     task = single_task(prep, cfg.target.property)
-    return {task.keys[i] for i in prep.split.test}
+    keys = {task.keys[i] for i in prep.split.test}
+    for other in cfg.pretrain.held_out_of if cfg.pretrain else []:
+        op = _prep(cfg, other.dataset, other.property)
+        otask = single_task(op, other.property)
+        keys |= {otask.keys[i] for i in op.split.test}
+    return keys
 
 
 def pretrained_entry(cfg: TrainConfig, progress: Callback | None = None, *,
