@@ -5,7 +5,6 @@ fake (tests/analysis/test_labels.py), nothing trains."""
 
 from __future__ import annotations
 
-import json
 
 from tests.analysis.test_labels import fake_experiment
 from tests.cli.test_data_cmd import five_broken_entries

@@ -75,7 +75,8 @@ def analyse(exp: Experiment, trials: pl.DataFrame) -> dict[str, Any]:
             "compute": A.compute(trials, spec.budget.repeats), "failed": A.failures(trials),
             "eval_sets": [e.label for e in spec.data.eval_sets], "labels": names,
             "selected_models": selected(exp, trials, sizes), "data": exp.data_quality(),
-            "imported": trials.filter(pl.col("imported_from").is_not_null()).select("trial", "imported_from").to_dicts()}
+            "imported": trials.filter(pl.col("imported_from").is_not_null())
+            .select("trial", "imported_from").to_dicts()}
 
 
 def _pm(e: dict[str, Any]) -> str:

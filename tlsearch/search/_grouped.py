@@ -36,7 +36,8 @@ from tlsearch.search.dimensions import family_key
 class GroupedScheduler(FIFOScheduler):
     label = "scheduler"  # what debug_string calls it
 
-    def __init__(self, group_key: str | tuple[str, ...], default_group: Any, new: Callable[[], TrialScheduler] | None = None,
+    def __init__(self, group_key: str | tuple[str, ...], default_group: Any,
+                 new: Callable[[], TrialScheduler] | None = None,
                  decision_epochs: Iterable[int] | None = None, label: str | None = None) -> None:
         super().__init__()
         self._group_key, self._default = group_key, default_group

@@ -111,7 +111,8 @@ def failures(exp: Experiment) -> list[tuple[str, str]]:
 
 
 def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    done = [r for r in rows if r["value"] is not None and r["state"] in ("complete", "stopped early", TIME_BUDGET, "imported")]
+    ended = ("complete", "stopped early", TIME_BUDGET, "imported")
+    done = [r for r in rows if r["value"] is not None and r["state"] in ended]
     return min(done, key=lambda r: r["value"]) if done else None
 
 
