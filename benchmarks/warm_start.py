@@ -8,7 +8,8 @@ stopping (scheduler none).
 - earlier: scratch and PT->FT (flla_2015 formation energy) with all layers or 2B retrained: 3 configurations.
 - the new space: scratch, PT->FT and MPT x the paper's five freeze strategies: 11 configurations, each tried
   once (the budget is the grid, so its best is the grid's best).
-- cold: the new space from nothing. warm: the same spec with ``--warm-start`` of the earlier study.
+- cold: the new space from nothing, 11 trials. warm: the same spec with ``--warm-start`` of the earlier study and
+  11 less the imported trials (``budget.trials`` counts the trials a study runs; imported ones are not run).
 
 Each study pays for its own PT (its own empty PT store; datasets and graphs come from one shared cache, built
 by the earlier study). Compute = FT trial-epochs run by the study (imported trials ran nothing) + PT epochs of the
@@ -102,9 +103,14 @@ def main() -> None:
     earlier = run(spec("earlier", ["scratch", "finetune"], ["all_unfrozen", "2b"], 3, e, r), work)
     print(f"earlier study: {earlier['ran']} trials, {earlier['ft_epochs']} FT + {earlier['pt_epochs']} PT epochs "
           f"({earlier['wall']:.0f} s)", flush=True)
+    from tlsearch.search.warm_start import candidates
+
+    grid = spec("cold", ["scratch", "finetune", "mpt"], freezes, 11, e, r)
+    n_imported = len(candidates(grid, [earlier["dir"]])[0])
     sides = {}
-    for name, warm in (("cold", None), ("warm", [earlier["dir"]])):
-        sides[name] = out = run(spec(name, ["scratch", "finetune", "mpt"], freezes, 11, e, r), work, warm)
+    # budget.trials counts new trials: the warm search asks for the grid's 11 less the ones it imports
+    for name, warm, trials in (("cold", None, 11), ("warm", [earlier["dir"]], 11 - n_imported)):
+        sides[name] = out = run(spec(name, ["scratch", "finetune", "mpt"], freezes, trials, e, r), work, warm)
         print(f"{name}: {out['ran']} trials run, {out['imported']} imported; {out['ft_epochs']} FT + "
               f"{out['pt_epochs']} PT epochs; best {out['best'][0]} {out['best'][1] or ''} val MAE "
               f"{out['best'][2]:.4f} ({out['wall']:.0f} s)", flush=True)
