@@ -18,8 +18,9 @@ and, on CPUs with native bf16, what bf16 autocast does to tlsearch's scratch acc
 With ``--pt-seeds N`` each arm pre-trains N models (seeds 0..N-1) and every PT->FT draw fine-tunes from each;
 a draw's PT->FT result is the mean over them, and the spread over PT seeds is printed. One PT model per arm
 cannot settle a 3 % parity target: the PT seed alone moves a draw's FT test MAE by 4-18 %
-(benchmarks/results/transfer_ptseed.txt). Parity at 800 with 3 PT seeds: ``--sizes 800 --draws 3 --pt-seeds 3
---no-bf16`` (about 2 h on 2 cores: three 25-min PT runs per arm, side by side).
+(benchmarks/results/transfer_ptseed.txt). Parity at 800 with 2 PT seeds: ``--sizes 800 --draws 3 --pt-seeds 2
+--no-bf16`` (84 min on 2 cores when tlsearch's PT models are in the store; each PT run is ~25 min per arm;
+benchmarks/results/transfer_ptseeds2.txt).
 
 Usage: python benchmarks/transfer.py [--sizes 100 800] [--draws 5 3] [--ft-epochs 40] [--pt-epochs 30]
        [--pt-seeds 1] [--no-bf16] [--workdir DIR]; the store keeps the tlsearch PT models between runs (seed 0
