@@ -115,8 +115,6 @@ def candidates(spec: SearchSpec, dirs: list[Path]) -> tuple[list[tuple[Imported,
     import optuna
     import polars as pl
 
-    from tlsearch.analysis._load import load_trials
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out: list[tuple[Imported, dict[str, Any], dict]] = []
     skipped: list[Skipped] = []
@@ -132,7 +130,12 @@ def candidates(spec: SearchSpec, dirs: list[Path]) -> tuple[list[tuple[Imported,
         except KeyError:
             raise UserInputError(f"--warm-start {exp.root}: no Optuna study {old.name!r} in its journal (the study "
                                  "never started); fix: give an experiment directory with finished trials") from None
-        rows = {r["trial"]: r for r in load_trials(exp)[0].filter(pl.col("state") == "finished").iter_rows(named=True)}
+        table = exp.root / "trials.parquet"  # the report's table (every run and resume ends with the report)
+        if not table.exists():
+            raise UserInputError(f"--warm-start {exp.root}: no trials.parquet (its report was never built); fix: "
+                                 f"`tlsearch report {exp.root}`, then run again")
+        finished = pl.read_parquet(table).filter(pl.col("state") == "finished")
+        rows = {r["trial"]: r for r in finished.iter_rows(named=True)}
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             if REUSED_ATTR in t.user_attrs or not t.user_attrs.get(FINAL_ATTR) or t.number not in rows:
                 continue  # an answer from history, a trial stopped early, or one without results
@@ -152,7 +155,7 @@ def candidates(spec: SearchSpec, dirs: list[Path]) -> tuple[list[tuple[Imported,
                 skipped.append(Skipped(where, t.number, why))
                 continue
             seen.add(key)
-            result = {k: rows[t.number][k] for k in RESULT_COLUMNS}
+            result = {k: rows[t.number].get(k) for k in RESULT_COLUMNS}  # an older table may lack a column
             out.append((Imported(where, t.number, params, float(t.value)), dists, result))
     return out, skipped
 
