@@ -176,6 +176,16 @@ def by_size(trials: pl.DataFrame, target: str, names: dict[str, str] | None = No
     return out
 
 
+def by_targets(trials: pl.DataFrame, targets: list[str], names: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """:func:`by_size` of each FT target (``dataset/property``, spec order) on its own trials, each entry with its
+    ``target``: comparisons are made within a target and an FT size, never across."""
+    out = []
+    for t in targets:
+        mine = trials.filter(pl.col("target") == t) if len(targets) > 1 else trials
+        out += [{**z, "target": t} for z in by_size(mine, t, names)]
+    return out
+
+
 def unfinished_sizes(trials: pl.DataFrame, target: str, sizes: list[str],
                      names: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """A conclusion line for every FT size the spec lists that has no finished trial: what ran, how it ended,

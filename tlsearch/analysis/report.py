@@ -45,17 +45,13 @@ def analyse(exp: Experiment, trials: pl.DataFrame) -> dict[str, Any]:
     names, targets = spec.data.names(), [t.label for t in spec.data.ft_targets]
     several = len(targets) > 1
     listed = [str(x) for x in spec.search.ft_size]
-    sizes: list[dict[str, Any]] = []
+    sizes = A.by_targets(trials, targets, names)
     lines: list[dict[str, Any]] = []
-    for target in targets:  # comparisons are made within a target (and an FT size), never across
+    for target in targets:  # the conclusions: per target, every listed size (a line also where none finished)
         tt = trials.filter(pl.col("target") == target) if several else trials
-        zs = A.by_size(tt, target, names)
         seen = {x for x in tt["ft_size"].to_list() if x is not None}
         un = A.unfinished_sizes(tt, target, listed + sorted(seen - set(listed), key=A.size_key), names)
-        for z in zs + un:
-            z["target"] = target
-        sizes += zs
-        lines += sorted(zs + un, key=lambda z: A.size_key(z["ft_size"]))
+        lines += sorted([z for z in sizes if z["target"] == target] + un, key=lambda z: A.size_key(z["ft_size"]))
     try:
         study = optuna.load_study(study_name=spec.name, storage=exp.optuna_storage())
         imps, notes = importances(study)

@@ -65,12 +65,7 @@ def selected_models(exp: Experiment | str | Path) -> list[dict[str, Any]]:
     exp = exp if isinstance(exp, Experiment) else Experiment.open(exp)
     trials, _ = load_trials(exp)
     spec = exp.spec()
-    targets = [t.label for t in spec.data.ft_targets]
-    sizes = []
-    for t in targets:
-        for z in A.by_size(trials.filter(pl.col("target") == t) if len(targets) > 1 else trials, t, spec.data.names()):
-            sizes.append({**z, "target": t})
-    return selected(exp, trials, sizes)
+    return selected(exp, trials, A.by_targets(trials, [t.label for t in spec.data.ft_targets], spec.data.names()))
 
 
 def choose(exp: Experiment, ft_size: str | None, target: str | None = None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any
 from tlsearch.errors import UserInputError
 from tlsearch.search.experiment import (FINAL_ATTR, IMPORTED_ATTR, IMPORTED_RESULT_ATTR, REUSED_ATTR,
                                        Experiment)
+from tlsearch.search.dimensions import per_target, target_of
 from tlsearch.search.space import Space, resolve, train_config
 from tlsearch.search.spec import SearchSpec
 
@@ -67,9 +68,7 @@ def _config(spec: SearchSpec, params: dict[str, Any], repeat: int) -> dict[str, 
 def _renamed(old: SearchSpec, new: SearchSpec, params: dict[str, Any]) -> dict[str, Any]:
     """The earlier trial's parameters under the new study's names: its target (sampled when the new study has
     several), and the per-target names of the PT source and MPT set parameters."""
-    from tlsearch.search.dimensions import per_target, target_of
-
-    _, label = target_of(old, params)
+    i, label = target_of(old, params)
     labels = [t.label for t in new.data.ft_targets]
     if label not in labels:
         raise ValueError(f"its target {label} is not a target of this study ({', '.join(labels)})")
@@ -77,7 +76,6 @@ def _renamed(old: SearchSpec, new: SearchSpec, params: dict[str, Any]) -> dict[s
     if len(labels) > 1:
         out["target"] = label
     j = labels.index(label)
-    i, _ = target_of(old, params)
     for k in list(out):
         base = k.removesuffix(f"_t{i}") if len(old.data.ft_targets) > 1 else k
         if base in ("pt_source", "mpt_size") or base.startswith("mpt_combo_"):
