@@ -191,7 +191,9 @@ def atlas(atlas: list[dict[str, Any]], path: Path, names: dict[str, str] | None 
         im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
         ax.set_xticks(range(len(a["targets"])), labels=[short(t, names) for t in a["targets"]], rotation=30,
                       ha="right", fontsize=7)
-        ax.set_yticks(range(len(a["sources"])), labels=[short(r, names) for r in a["sources"]], fontsize=7)
+        first = ax is axes[0][0]  # the sources are named once, on the left: the panels share them
+        ax.set_yticks(range(len(a["sources"])), labels=[short(r, names) for r in a["sources"]] if first else [],
+                      fontsize=7)
         ax.grid(False)
         for i, r in enumerate(a["sources"]):
             for j, t in enumerate(a["targets"]):
