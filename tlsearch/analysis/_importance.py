@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tlsearch.search.objectives import val_of
+
 MIN_TRIALS = 4  # below this PED-ANOVA's top quantile is one trial: no signal
 
 
@@ -24,7 +26,9 @@ def _importance(trials: list[Any], notes: list[str]) -> dict[str, float] | str:
     if not searched:
         return "no parameter varies in these trials"
     study = optuna.create_study(direction="minimize")
-    study.add_trials(trials)
+    # by validation MAE (a two-objective study's trials carry their cost too)
+    study.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=val_of(t))
+                      for t in trials])
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -43,7 +47,7 @@ def importances(study: Any) -> tuple[dict[str, dict[str, float] | str], list[str
     import optuna
 
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.value is not None and t.value == t.value]
+            if val_of(t) is not None]
     notes: list[str] = []
     out: dict[str, dict[str, float] | str] = {"all": _importance(done, notes)}
     strategies = sorted({t.params["strategy"] for t in done if "strategy" in t.params})

@@ -16,6 +16,8 @@ import polars as pl
 from tlsearch.analysis._schema import HISTORY, TRIALS, polars_schema
 from tlsearch.search.experiment import (IMPORTED_ATTR, IMPORTED_RESULT_ATTR, NOTE_ATTR, REUSED_ATTR, TIME_BUDGET,
                                        Experiment)
+from tlsearch.search import objectives
+from tlsearch.search.objectives import val_of
 from tlsearch.search.results import RayTrial, eval_maes, match_trials, read_ray_trials
 from tlsearch.search import dimensions as dims
 from tlsearch.search.space import resolve
@@ -46,8 +48,9 @@ def _imported_row(spec: SearchSpec, t: Any) -> dict[str, Any]:
     return {"trial": t.number, "ray_trial_id": None, "state": "finished", "error": None,
             "imported_from": t.user_attrs[IMPORTED_ATTR],
             **{k: x for dim in dims.DIMENSIONS for k, x in dim.row(v).items()}, "family": dims.family_label(v),
-            **res, "epochs_reported": 0, "max_epochs": spec.budget.max_epochs, "pt_store_hit": None,
-            "node_id": None, "params": json.dumps(t.params, sort_keys=True)}
+            "ft_seconds": None, "cost": None, "pt_train_seconds": None, **res, "epochs_reported": 0,
+            "max_epochs": spec.budget.max_epochs, "pt_store_hit": None, "node_id": None,
+            "params": json.dumps(t.params, sort_keys=True)}
 
 
 def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
@@ -74,7 +77,7 @@ def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
         "trial": t.number, "ray_trial_id": r.trial_id if r else None, "state": state, "error": error,
         "imported_from": None,
         **{k: x for dim in dims.DIMENSIONS for k, x in dim.row(v).items()}, "family": dims.family_label(v),
-        "repeats": f.get("repeats"), "val_mae": _num(f["val_mae"]) if "val_mae" in f else _num(t.value),
+        "repeats": f.get("repeats"), "val_mae": _num(f["val_mae"]) if "val_mae" in f else _last_val(t, epochs),
         "val_mae_std": _num(f.get("val_mae_std")), "test_mae": _num(f.get("test_mae")),
         "test_mae_std": _num(f.get("test_mae_std")), "test_rmse": _num(f.get("test_rmse")),
         "test_r2": _num(f.get("test_r2")), "val_mae_per_repeat": per["val_mae_per_repeat"],
@@ -82,12 +85,31 @@ def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
         "n_train": f.get("n_train"), "n_val": f.get("n_val"), "n_test": f.get("n_test"),
         "epochs_reported": len(epochs), "epochs_run": f.get("epochs_run", len(epochs)),
         "max_epochs": spec.budget.max_epochs, "pt_key": pt.get("pt_key") or None, "pt_epochs": pt.get("pt_epochs"),
-        "pt_seconds": _num(pt.get("pt_seconds")), "pt_store_hit": pt.get("pt_store_hit"),
-        "seconds": _num((r.last if r else {}).get("time_total_s")), "node_id": (r.last if r else {}).get("node_id"),
+        "pt_seconds": _num(pt.get("pt_seconds")), "pt_train_seconds": _num(pt.get("pt_train_seconds")),
+        "pt_store_hit": pt.get("pt_store_hit"),
+        "seconds": _num((r.last if r else {}).get("time_total_s")), "ft_seconds": _num(f.get("ft_seconds")),
+        "cost": None, "node_id": (r.last if r else {}).get("node_id"),
         "predictions": _predictions(r.dir) if r else None,
         "model_dir": _model_dir(r.dir) if r and state == "finished" else None,
         "params": json.dumps(t.params, sort_keys=True),
     }
+
+
+def _last_val(t: Any, epochs: list[dict[str, Any]]) -> float | None:
+    """A trial without a summary: the value Optuna holds (a two-objective study prunes stopped trials: none), else
+    its last reported epoch's validation MAE."""
+    v = val_of(t)
+    return v if v is not None or not epochs else _num(epochs[-1].get("val_mae"))
+
+
+def _costs(rows: list[dict[str, Any]]) -> None:
+    """Each finished trial's cost (search/objectives.py), its PT share divided among every trial of this study
+    that used the model (stopped and failed ones too: they loaded it); imported trials keep their recorded cost."""
+    own = [r for r in rows if not r["imported_from"]]
+    users = objectives.users(r["pt_key"] for r in own)
+    for r in own:
+        if r["state"] == "finished":
+            r["cost"] = objectives.cost(r["ft_seconds"], r["pt_train_seconds"], users.get(r["pt_key"] or "", 0))
 
 
 def load_trials(exp: Experiment | str | Path) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -105,6 +127,7 @@ def load_trials(exp: Experiment | str | Path) -> tuple[pl.DataFrame, pl.DataFram
     trials = [t for t in trials if REUSED_ATTR not in t.user_attrs]
     matched = match_trials(trials, read_ray_trials(exp))
     rows = [_row(spec, t, matched.get(t.number)) for t in trials]
+    _costs(rows)
     hist = [{"trial": t.number, **{k: e.get(k) for k in HISTORY if k != "trial"}}
             for t in trials if t.number in matched for e in matched[t.number].epochs]
     return pl.DataFrame(rows, schema=polars_schema(TRIALS)), pl.DataFrame(hist, schema=polars_schema(HISTORY))

@@ -20,6 +20,8 @@ from tlsearch.analysis import _plots as P
 from tlsearch.analysis._atlas import atlas, atlas_section
 from tlsearch.analysis._importance import importances
 from tlsearch.analysis._load import load_trials
+from tlsearch.analysis._pareto import pareto, pareto_section
+from tlsearch.analysis._pareto import plot as pareto_plot
 from tlsearch.analysis._render import Doc, html_page, markdown
 from tlsearch.analysis.selected import selected
 from tlsearch.search.experiment import Experiment
@@ -58,9 +60,12 @@ def analyse(exp: Experiment, trials: pl.DataFrame) -> dict[str, Any]:
     except KeyError:
         imps, notes = {"all": "the study has no trials"}, []
     conclusions = [z["conclusion"] for z in lines] or ["No trial has started yet: nothing to conclude."]
+    fronts = pareto(trials, targets, listed, names) if spec.multi_objective else None
+    conclusions += [z["conclusion"] for z in fronts or []]
     sources = [p.label for p in spec.data.pretrain_sources]
     return {"experiment": spec.name, "directory": str(exp.root), "target": targets[0], "targets": targets,
             "atlas": atlas(trials, targets, sources, listed) if several else None,
+            "objectives": spec.objectives, "pareto": fronts,
             "selection": "validation MAE (the objective); test MAE of the selected trials is reported, "
                          "never used to select",
             "repeats": spec.budget.repeats, "trials": A.counts(trials), "conclusions": conclusions,
@@ -158,6 +163,8 @@ def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
         doc.p("No transfer trial finished.")
     if s.get("atlas"):
         atlas_section(doc, s["atlas"], names, plots.get("atlas"))
+    if s.get("pareto"):
+        pareto_section(doc, s["pareto"], names, plots.get("pareto"))
     if s["eval_sets"]:
         doc.h("Out-of-domain evaluation sets (MAE of each family's best model)")
         doc.p("Each family's best model (selected by validation MAE) on the target's held-out test set (in-domain) "
@@ -278,6 +285,7 @@ def build_report(exp: Experiment | str | Path) -> Report:
              "parity": P.parity(best, s["target"], pdir / "parity_best.png", names,
                                 [z["target"] for z in conds] if several else None),
              "atlas": P.atlas(s["atlas"], pdir / "atlas.png", names) if s["atlas"] else None,
+             "pareto": pareto_plot(s["pareto"], pdir / "pareto.png", names) if s["pareto"] else None,
              "importance": P.importance(s["importance"], pdir / "importance.png"),
              "progress": P.progress(trials, pdir / "search_progress.png")}
     s["plots"] = {k: str(v.relative_to(root)) for k, v in plots.items() if v is not None}

@@ -13,9 +13,11 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from tlsearch.search import objectives
 from tlsearch.search._compat import optuna_study, optuna_trials, searcher_seed, set_stored_user_attr
 from tlsearch.search.experiment import (FINAL_ATTR, IMPORTED_ATTR, NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, REPLANNED_ATTR,
                                        REUSED_ATTR, TIME_BUDGET)
+from tlsearch.search.objectives import PT_KEY_ATTR
 
 TPE_TRIES = 3  # repeated suggestions answered from history before the next asks sample at random
 MAX_TRIES = 12  # then the repeat runs (the space is exhausted, or nearly)
@@ -38,6 +40,10 @@ class ResumableOptunaSearch(OptunaSearch):
     def __init__(self, *args: Any, max_trials: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._max_trials = max_trials
+
+    def _objectives(self) -> list[str] | None:
+        """The objectives of a two-objective study (``metric`` is their list), else None."""
+        return list(self.metric) if isinstance(self.metric, (list, tuple)) else None
 
     def _used(self) -> int:
         """Trials of the budget the journal shows as run or running, whichever driver ran them: after a driver
@@ -79,7 +85,7 @@ class ResumableOptunaSearch(OptunaSearch):
                 ot_trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
                 return config
             ot_trial.set_user_attr(REUSED_ATTR, twin.number)
-            optuna_study(self).tell(ot_trial, twin.value)
+            optuna_study(self).tell(ot_trial, twin.values)
             del optuna_trials(self)[trial_id]
         return None  # unreachable: the last attempt always returns
 
@@ -104,9 +110,24 @@ class ResumableOptunaSearch(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         try:
+            if self._objectives() and result.get("pt_key"):  # the PT model this trial shares (objectives.py)
+                ot_trial = optuna_trials(self).get(trial_id)
+                if ot_trial is not None and PT_KEY_ATTR not in ot_trial.user_attrs:
+                    ot_trial.set_user_attr(PT_KEY_ATTR, result["pt_key"])
             super().on_trial_result(trial_id, result)
         except UpdateFinishedTrialError:
             pass
+
+    def _with_cost(self, ot_trial: Any, result: dict) -> dict:
+        """A two-objective study's final result with the trial's cost: its FT seconds plus its share of its PT
+        model's seconds, divided among the trials of the study that have used that model so far."""
+        key = result.get("pt_key") or None
+        n = 0
+        if key:
+            n = sum(1 for t in optuna_study(self).get_trials(deepcopy=False)
+                    if t.user_attrs.get(PT_KEY_ATTR) == key and REUSED_ATTR not in t.user_attrs)
+            n = max(n, 1) if ot_trial.user_attrs.get(PT_KEY_ATTR) == key else n + 1
+        return {**result, "cost": objectives.cost(result.get("ft_seconds"), result.get("pt_train_seconds"), n)}
 
     budget_deadline: float | None = None  # set by the runner when budget.time_budget_s is
 
@@ -124,6 +145,14 @@ class ResumableOptunaSearch(OptunaSearch):
                 return
             if ot_trial is not None and not error and result and result.get("final"):
                 ot_trial.set_user_attr(FINAL_ATTR, True)
+                if self._objectives():
+                    result = self._with_cost(ot_trial, result)
+            elif ot_trial is not None and not error and self._objectives():
+                # stopped early by the scheduler: no final validation MAE and no final cost (a partial cost
+                # would put a cheap, unfinished trial on the Pareto front)
+                optuna_study(self).tell(ot_trial, state=TrialState.PRUNED)
+                del optuna_trials(self)[trial_id]
+                return
             super().on_trial_complete(trial_id, None if error else result, error)
         except UpdateFinishedTrialError:
             optuna_trials(self).pop(trial_id, None)

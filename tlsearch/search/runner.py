@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from tlsearch.search import tracking
+from tlsearch.search import objectives, tracking
 from tlsearch.search.conditions import conditions, several_targets
 from tlsearch.search.dimensions import per_target
 from tlsearch.search.experiment import NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, TIME_BUDGET, TUNE_NAME, Experiment
@@ -161,7 +161,11 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
         # the FT size is a condition to compare at: every size gets its share of trials; and every strategy
         # (x freeze, when the budget allows) gets a first trial at every size before TPE chooses
         sampler = CycleSampler(sampler, "ft_size", spec.search.ft_size, cover=strategy_cover(spec))
-    searcher = ResumableOptunaSearch(make_space(spec), metric=METRIC, mode=MODE, sampler=sampler,
+    # two objectives: Optuna's multi-objective TPE gets both (the cost at each trial's end); the scheduler and
+    # Tune keep ranking epochs by val_mae
+    metric, mode = ((list(spec.objectives), objectives.directions(spec.objectives)) if spec.multi_objective
+                    else (METRIC, MODE))
+    searcher = ResumableOptunaSearch(make_space(spec), metric=metric, mode=mode, sampler=sampler,
                                      study_name=spec.name, storage=exp.optuna_storage(), seed=seed,
                                      max_trials=spec.budget.trials)
     if spec.budget.time_budget_s:  # Tune's clock starts with fit(), moments from now
@@ -190,6 +194,10 @@ def run_study(spec: SearchSpec, exp: Experiment, console: Console, address: str 
     tracking.announce(spec, exp, console)
     start_ray(spec, address, console, metrics_port)
     console.print(f"experiment: {exp.root}")
+    if spec.multi_objective:
+        # the cost exists only in a trial's final result, where the searcher adds it: Tune's check that every
+        # result holds every objective would fail each epoch's report (the scheduler's val_mae is in all)
+        os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     tuner = _tuner(spec, exp, console, restore)
     noted = _budget_noted(spec, exp) if restore else set()
     results = tuner.fit()

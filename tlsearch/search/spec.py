@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tlsearch.errors import UserInputError
 from tlsearch.search._asha import ASHA
 from tlsearch.search._fifo import NoScheduler  # noqa: F401 - the scheduler sections, importable from here too
 from tlsearch.search._sh_bracket import SuccessiveHalving  # noqa: F401
 from tlsearch.search.data_spec import DataEntry, DataSpec
+from tlsearch.search.objectives import Objective
+from tlsearch.search.objectives import check as check_objectives
 from tlsearch.search.pt_files import resolve_paths
 from tlsearch.search.schedulers import DEFAULT as DEFAULT_SCHEDULER
 from tlsearch.search.schedulers import SCHEDULERS, SchedulerChoice
@@ -144,6 +146,9 @@ class SearchSpec(_Strict):
     seed: int = 0
     search_seed: Union[int, None] = Field(None, description="seeds the TPE sampler instead of seed")
     metric: Literal["val_mae"] = "val_mae"
+    # [val_mae] (one objective, the default) or [val_mae, cost]: a Pareto front of accuracy and compute
+    # (search/objectives.py)
+    objectives: list[Objective] = Field(["val_mae"], min_length=1)
     # experiment directories of earlier studies whose finished trials inside this space start the search
     # (search/warm_start.py); relative paths are relative to the spec file's directory
     warm_start: list[str] = []
@@ -154,6 +159,15 @@ class SearchSpec(_Strict):
         if isinstance(data, dict) and isinstance(data.get("scheduler"), dict) and "type" not in data["scheduler"]:
             data = {**data, "scheduler": {"type": DEFAULT_SCHEDULER, **data["scheduler"]}}
         return data
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: list[str]) -> list[str]:
+        return check_objectives(v)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     @model_validator(mode="after")
     def _consistent(self) -> "SearchSpec":

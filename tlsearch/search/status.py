@@ -3,7 +3,6 @@ no Ray needed, so it works while the study runs, after it ends, or after it was 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tlsearch.search.experiment import IMPORTED_RESULT_ATTR, NOTE_ATTR, TIME_BUDGET, Experiment
+from tlsearch.search.objectives import val_of
 from tlsearch.search.results import eval_maes, match_trials, read_ray_trials
 from tlsearch.search import dimensions as dims
 from tlsearch.search.space import resolve
@@ -47,7 +47,7 @@ def study_rows(exp: Experiment) -> list[dict[str, Any]]:
         p = t.params
         v = resolve(spec, p)
         strategy = v["strategy"]
-        value = t.value if t.value is not None and not math.isnan(t.value) else None
+        value = val_of(t)
         r = results.get(t.number, {})
         if IMPORTED_RESULT_ATTR in t.user_attrs:  # warm start: the earlier study's recorded results
             r = {**t.user_attrs[IMPORTED_RESULT_ATTR], "final": True}

@@ -114,7 +114,9 @@ def _record(result: Any) -> dict[str, Any]:
     return {"val": result.val, "test": result.test, "eval_sets": result.eval_sets, "n_train": result.n_train,
             "n_val": result.n_val, "epochs": len(result.history), "n_params": result.n_params,
             "n_trainable": result.n_trainable, "seconds": result.seconds,
-            "pt": {"key": pt.key, "seconds": pt.pt_seconds, "epochs": pt.epochs, "hit": pt.store_hit} if pt else None}
+            "ft_seconds": sum(h.seconds for h in result.history),
+            "pt": {"key": pt.key, "seconds": pt.pt_seconds, "train_seconds": pt.train_seconds, "epochs": pt.epochs,
+                   "hit": pt.store_hit} if pt else None}
 
 
 def _summary(done: list[dict[str, Any]]) -> dict[str, Any]:
@@ -129,9 +131,12 @@ def _summary(done: list[dict[str, Any]]) -> dict[str, Any]:
     first = done[0]
     out.update(n_train=first["n_train"], n_val=first["n_val"], n_test=first["test"]["n"],
                epochs_run=sum(d["epochs"] for d in done), n_params=first["n_params"],
-               n_trainable=first["n_trainable"], wall_seconds=sum(d["seconds"] for d in done))
+               n_trainable=first["n_trainable"], wall_seconds=sum(d["seconds"] for d in done),
+               # the FT training time of every epoch of every repeat: the trial's own compute (objectives.py)
+               ft_seconds=sum(d.get("ft_seconds", 0.0) for d in done))
     pt = first["pt"] or {}
     out.update(pt_key=pt.get("key", ""), pt_seconds=pt.get("seconds", 0.0), pt_epochs=pt.get("epochs", 0),
+               pt_train_seconds=pt.get("train_seconds", pt.get("seconds", 0.0)),
                pt_store_hit=bool(pt.get("hit", False)))
     for name in first["eval_sets"]:
         out[f"eval/{name}/mae"] = statistics.mean(d["eval_sets"][name]["mae"] for d in done)
@@ -186,7 +191,7 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
                             or time.monotonic() - last_ckpt >= max(interval, 19 * ckpt_cost))
                     pt = trainer.pretrain  # known from the first epoch: a trial stopped early still counts its PT
                     extra = {"pt_key": pt.key, "pt_epochs": pt.epochs, "pt_seconds": pt.pt_seconds,
-                             "pt_store_hit": pt.store_hit} if pt is not None else {}
+                             "pt_train_seconds": pt.train_seconds, "pt_store_hit": pt.store_hit} if pt else {}
                     _report({**m.as_dict(), **extra, "repeat": repeat, "final": False, "node_id": node_id},
                             {"done": done, "repeat": repeat, "trainer": trainer.state_dict(), "first_epochs": m.epoch}
                             if ckpt else None, _kept(out))

@@ -24,13 +24,15 @@ from tlsearch.errors import UserInputError
 from tlsearch.search.experiment import (FINAL_ATTR, IMPORTED_ATTR, IMPORTED_RESULT_ATTR, REUSED_ATTR,
                                        Experiment)
 from tlsearch.search.dimensions import per_target, target_of
+from tlsearch.search.objectives import val_of
 from tlsearch.search.space import Space, resolve, train_config
 from tlsearch.search.spec import SearchSpec
 
 # what an imported trial carries from the earlier trials.parquet row (the report's columns for a finished trial)
 RESULT_COLUMNS = ("repeats", "val_mae", "val_mae_std", "test_mae", "test_mae_std", "test_rmse", "test_r2",
                   "val_mae_per_repeat", "test_mae_per_repeat", "eval_mae", "n_train", "n_val", "n_test",
-                  "epochs_run", "pt_key", "pt_epochs", "pt_seconds", "seconds", "predictions", "model_dir")
+                  "epochs_run", "pt_key", "pt_epochs", "pt_seconds", "pt_train_seconds", "seconds", "ft_seconds",
+                  "cost", "predictions", "model_dir")
 # not part of what a trial trains: paths, names, resources, and the evaluation sets (scored after training)
 _NOT_COMPARED = {"name", "cache_dir", "store_dir", "output_dir", "threads", "device", "eval_sets"}
 
@@ -47,7 +49,7 @@ class Imported:
     experiment: str
     trial: int
     params: dict[str, Any]
-    value: float
+    values: list[float]  # one per objective of the new study: the validation MAE (and its recorded cost)
 
 
 def _diff(a: Any, b: Any, path: str = "") -> str | None:
@@ -149,12 +151,16 @@ def candidates(spec: SearchSpec, dirs: list[Path]) -> tuple[list[tuple[Imported,
             key = repr(sorted(params.items())) if why is None else ""
             if why is None and key in seen:
                 why = "the same configuration was imported from an earlier trial already"
+            if why is None and spec.multi_objective and rows[t.number].get("cost") is None:
+                why = ("no cost recorded (its study ran before tlsearch measured FT seconds); a two-objective study "
+                       "needs one")
             if why is not None:
                 skipped.append(Skipped(where, t.number, why))
                 continue
             seen.add(key)
             result = {k: rows[t.number].get(k) for k in RESULT_COLUMNS}  # an older table may lack a column
-            out.append((Imported(where, t.number, params, float(t.value)), dists, result))
+            vals = [val_of(t), *([float(result["cost"])] if spec.multi_objective else [])]
+            out.append((Imported(where, t.number, params, vals), dists, result))
     return out, skipped
 
 
@@ -166,11 +172,11 @@ def import_trials(spec: SearchSpec, exp: Experiment, dirs: list[Path]) -> tuple[
     found, skipped = candidates(spec, dirs)
     if not found:
         return [], skipped
-    study = optuna.create_study(study_name=spec.name, storage=exp.optuna_storage(), direction="minimize",
-                                load_if_exists=True)
+    study = optuna.create_study(study_name=spec.name, storage=exp.optuna_storage(), load_if_exists=True,
+                                directions=["minimize"] * len(spec.objectives))
     for imp, dists, result in found:
         study.add_trial(optuna.trial.create_trial(
-            params=imp.params, distributions=dists, value=imp.value,
+            params=imp.params, distributions=dists, values=imp.values,
             user_attrs={IMPORTED_ATTR: f"{imp.experiment}#{imp.trial}", FINAL_ATTR: True,
                         IMPORTED_RESULT_ATTR: result}))
     return [imp for imp, _, _ in found], skipped

@@ -50,6 +50,7 @@ class PretrainInfo:
     wait_seconds: float
     epochs: int
     n_train: int
+    train_seconds: float = 0.0  # the PT epochs' own seconds (pt_seconds also counts building its data)
 
 
 @dataclass
@@ -207,7 +208,8 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
             entry = pretrained_entry(cfg, prep=prep, device=device)
             m = entry.meta
             info = PretrainInfo(entry.key, [f"{d}/{p}" for d, p in _pt_sources(cfg)], entry.hit, m["pt_seconds"],
-                                entry.wait_seconds, m["epochs"], m["n_train"])
+                                entry.wait_seconds, m["epochs"], m["n_train"],
+                                sum(h.get("seconds", 0.0) for h in m.get("history", [])))
 
     seed_everything(cfg.seed)
     model = PropertyModel(cfg.model, "linear", 1, atom_features=cfg.graph.atom_features)
