@@ -333,3 +333,25 @@ def test_validate_with_data_names_an_unknown_property(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "data.target" in proc.stderr and "bulk_modulus_typo" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("size,strategy,field", [(200, ["scratch", "finetune"], "data.pretrain_sources.0"),
+                                                 (200, ["scratch", "mpt"], "all of data.mpt_properties"),
+                                                 (50, ["scratch", "finetune", "mpt"], None)])
+def test_validate_with_data_checks_the_pt_sample_against_each_source(tmp_path, size, strategy, field):
+    """A PT sample larger than a source's structures outside its test set failed every transfer trial at PT
+    time (atlas_quickstart's first run: 1500 of eij_max's 948); `validate --data` says so before the study."""
+    spec = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
+    spec["data"]["pt_sample_size"] = size  # the EMT PT set has 120 structures, ~96 outside its test split
+    spec["search"]["strategy"] = strategy
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = dict(os.environ, TLSEARCH_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-m", "tlsearch.cli.main", "validate", str(path), "--data"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    if field is None:
+        assert proc.returncode == 0, proc.stderr
+        return
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    assert f"data.pt_sample_size: {size} is more than the" in proc.stderr and field in proc.stderr, proc.stderr
+    assert "fix: data.pt_sample_size: all" in proc.stderr

@@ -44,7 +44,38 @@ def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> list[dict[str
                               **quality(ds, t.property, *held_out)}
         except UserInputError as exc:
             raise UserInputError(f"{where}: {loc}: {exc}") from None
+    check_pt_sample(spec, where)
     return [found[loc] for loc, _ in fields]
+
+
+def check_pt_sample(spec: SearchSpec, where: str = "space.yaml") -> None:
+    """``data.pt_sample_size`` is not more than a PT source (or all MPT properties together) has outside its
+    held-out test set: otherwise every transfer trial fails with SampleSizeError when it pre-trains (an upper
+    bound: PT also leaves out the targets' test structures, so a sample just under it can still be short)."""
+    from tlsearch.prepared import load_split
+
+    d, n = spec.data, spec.data.pt_sample_size
+    if n == "all":
+        return
+    pools: dict[tuple[str, str], set[str]] = {}
+
+    def pool(t: Any) -> set[str]:
+        if (t.dataset, t.property) not in pools:
+            ds, split = load_split(t.dataset, t.property, d.test_fraction, d.split_seed)
+            pools[t.dataset, t.property] = {f"{ds.ref}#{ds.ids[i]}" for i in split.pool}
+        return pools[t.dataset, t.property]
+
+    fix = "fix: data.pt_sample_size: all, or a smaller sample"
+    if "finetune" in spec.search.strategy:
+        for i, t in enumerate(d.pretrain_sources):
+            if not getattr(t, "checkpoint", None) and n > len(pool(t)):
+                raise UserInputError(f"{where}: data.pt_sample_size: {n} is more than the {len(pool(t))} structures "
+                                     f"data.pretrain_sources.{i} ({t.label}) has outside its held-out test set; {fix}")
+    if "mpt" in spec.search.strategy and d.mpt_properties:
+        total = len(set().union(*(pool(t) for t in d.mpt_properties)))
+        if n > total:
+            raise UserInputError(f"{where}: data.pt_sample_size: {n} is more than the {total} structures all of "
+                                 f"data.mpt_properties have together outside their held-out test sets; {fix}")
 
 
 def check_environment(spec: SearchSpec, where: str = "space.yaml", address: str | None = None) -> None:

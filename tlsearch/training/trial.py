@@ -209,7 +209,7 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
             m = entry.meta
             info = PretrainInfo(entry.key, [f"{d}/{p}" for d, p in _pt_sources(cfg)], entry.hit, m["pt_seconds"],
                                 entry.wait_seconds, m["epochs"], m["n_train"],
-                                sum(h.get("seconds", 0.0) for h in m.get("history", [])))
+                                sum(h.get("seconds", 0.0) for h in m["history"]) if m.get("history") else m["pt_seconds"])
 
     seed_everything(cfg.seed)
     model = PropertyModel(cfg.model, "linear", 1, atom_features=cfg.graph.atom_features)
