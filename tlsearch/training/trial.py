@@ -207,9 +207,9 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
         else:
             entry = pretrained_entry(cfg, prep=prep, device=device)
             m = entry.meta
+            epochs_s = sum(h.get("seconds", 0.0) for h in m["history"]) if m.get("history") else m["pt_seconds"]
             info = PretrainInfo(entry.key, [f"{d}/{p}" for d, p in _pt_sources(cfg)], entry.hit, m["pt_seconds"],
-                                entry.wait_seconds, m["epochs"], m["n_train"],
-                                sum(h.get("seconds", 0.0) for h in m["history"]) if m.get("history") else m["pt_seconds"])
+                                entry.wait_seconds, m["epochs"], m["n_train"], epochs_s)
 
     seed_everything(cfg.seed)
     model = PropertyModel(cfg.model, "linear", 1, atom_features=cfg.graph.atom_features)
