@@ -10,7 +10,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 SPEC ?= search_spaces/quickstart.yaml
 
-.PHONY: run test test-faults test-all bench install install-test clean lock
+.PHONY: run test test-faults test-cluster test-all bench install install-test clean lock
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test: $(VENV)/.stamp-test
 # after `make test`
 test-faults: $(VENV)/.stamp-test
 	$(PY) -m pytest -m slow tests/search/test_faults.py $(PYTEST_ARGS)
+
+# the cluster path of deploy/README.md: a head and a worker (`ray start`), the study as Ray jobs (`ray job
+# submit --working-dir`), stopped and resumed; CI runs it after test-faults
+test-cluster: $(VENV)/.stamp-test
+	$(PY) -m pytest -m slow tests/search/test_ray_jobs.py $(PYTEST_ARGS)
 
 test-all: $(VENV)/.stamp-test
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -395,11 +395,21 @@ def test_resume_backfills_wandb_of_trials_that_never_report_again(tmp_path):
         shutil.rmtree(d)
     _lose_wandb_tail(exp, empty_run, [], env)
     _lose_wandb_tail(exp, first_only, results[first_only][:1], env)
+    # a trial the dead driver started after Tune's last snapshot (the resumed Tune never knows it): its first
+    # epoch reached result.json, its W&B run holds nothing (seen through Ray Jobs: `ray job stop`, then resume)
+    orphan = "0rphan01"
+    src = next(d for d in exp.glob("tune/t*/") if _rows(d / "result.json")[0]["trial_id"] == intact)
+    odir = exp / "tune" / ("t" + orphan[-5:])
+    odir.mkdir()
+    (odir / "params.json").write_text((src / "params.json").read_text())
+    (odir / "result.json").write_text(json.dumps({**results[intact][0], "trial_id": orphan}) + "\n")
+    _lose_wandb_tail(exp, orphan, [], env)
     assert [h["_step"] for h in _wandb_history(_wandb_runs(exp)[first_only][0])] == [1]
     assert _wandb_history(_wandb_runs(exp)[empty_run][0]) == []
     _resume(exp, env)
     iterations = {rid: sorted({r["training_iteration"] for r in _rows(exp / "tune" / ("t" + rid[-5:]) /
-                                                                         "result.json")}) for rid in results}
+                                                                         "result.json")}) for rid in [*results, orphan]}
+    assert iterations[orphan] == [1]
     files = _check_wandb(exp, iterations)
     # the intact trial got no second run; each damaged one got one more (resumed where W&B held a run)
-    assert files == {lost_run: 1, empty_run: 2, first_only: 2, intact: 1}, files
+    assert files == {lost_run: 1, empty_run: 2, first_only: 2, intact: 1, orphan: 2}, files

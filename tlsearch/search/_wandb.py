@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from numbers import Number
 from ray.tune.logger import LoggerCallback
 from ray.tune.utils import flatten_dict
 
+from tlsearch.search import tracking
 from tlsearch.search.tracking import earlier_history
 
 log = logging.getLogger("tlsearch.wandb")
@@ -84,6 +86,19 @@ class _Writer:
             run.finish()
         except Exception as e:  # noqa: BLE001
             log.warning("W&B finish for trial %s failed: %s", key, e)
+
+
+@dataclass
+class _Orphan:
+    """What the callback needs of a trial that Tune does not know (see ``_backfill_unknown``)."""
+    trial_id: str
+    experiment_dir_name: str
+    local_path: str
+    config: dict[str, Any]
+    path: str = ""
+
+    def __str__(self) -> str:  # Tune names its trials so: the run keeps its name
+        return f"trainable_{self.trial_id}"
 
 
 def _loggable(value: Any) -> bool:
@@ -200,7 +215,27 @@ class WandbCallback(LoggerCallback):
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         for trial in trials:  # every trial's W&B history ends complete, whichever driver ran its epochs
             self._flush_backfill(trial)
+        self._backfill_unknown({t.trial_id for t in trials}, trials[0].local_path if trials else None)
         self._close(self.upload_timeout)
+
+    def _backfill_unknown(self, known: set[str], a_trial_dir: str | None) -> None:
+        """Trials this driver's Tune never knew: a dead driver started them after Tune's last snapshot (the
+        restored Tune plans their configuration again as new trials). Their result.json may hold epochs whose W&B
+        run the driver's death cut short (or never wrote): those are logged to a run with their id too."""
+        root = Path(self.kwargs.get("dir") or ".")
+        dirs = {p.parent for p in root.glob("tune/t*/result.json")}
+        if a_trial_dir:  # the driver's staging copy of the experiment, where Tune may not have synced from
+            dirs |= {p.parent for p in Path(a_trial_dir).parent.glob("t*/result.json")}
+        for d in sorted(dirs):
+            rows = tracking.result_rows(d / "result.json")
+            run_id = rows[0].get("trial_id") if rows else None
+            if not run_id or run_id in known:
+                continue
+            known.add(run_id)
+            orphan = _Orphan(run_id, self.group or d.parent.name, str(d), tracking.trial_config(d))
+            self._steps = {**getattr(self, "_steps", {}), run_id: earlier_history(root, run_id, d / "result.json")}
+            self._flush_backfill(orphan)
+            self._stop(orphan)
 
     def _close(self, timeout: float) -> None:
         """Finish every open run and wait (at most ``timeout`` s) for W&B to write them."""

@@ -138,20 +138,36 @@ def last_logged_step(root: Path, run_id: str) -> int | None:
     return max(steps)
 
 
+def result_rows(result_json: Path) -> list[dict[str, Any]]:
+    """The rows of a trial's result.json, a line cut by a crash left out."""
+    import json
+
+    rows = []
+    for line in result_json.read_text().splitlines() if result_json.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+
+
+def trial_config(trial_dir: Path) -> dict[str, Any]:
+    """A trial's configuration as Tune wrote it (params.json), {} when missing or cut."""
+    import json
+
+    try:
+        return json.loads((trial_dir / "params.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def earlier_history(root: Path, run_id: str, result_json: Path) -> dict[str, Any]:
     """What earlier drivers left of a trial: ``resumed`` (a local W&B run of this id exists), ``last`` (the
     last step those W&B runs hold, 0 if none) and ``backfill`` (the trial's result.json rows past ``last``, one
     per training_iteration, the last written, in order)."""
     last = last_logged_step(root, run_id)
     rows: dict[int, dict[str, Any]] = {}
-    if result_json.exists():
-        import json
-
-        for line in result_json.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:  # a line cut by the crash
-                continue
-            if isinstance(row.get("training_iteration"), int) and row["training_iteration"] > (last or 0):
-                rows[row["training_iteration"]] = row
+    for row in result_rows(result_json):
+        if isinstance(row.get("training_iteration"), int) and row["training_iteration"] > (last or 0):
+            rows[row["training_iteration"]] = row
     return {"resumed": last is not None, "last": last or 0, "backfill": [rows[k] for k in sorted(rows)]}
