@@ -1,6 +1,8 @@
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -118,3 +120,40 @@ def test_building_does_not_change_the_callers_torch_threads(tmp_path):
     before = torch.get_num_threads()
     GraphCache(root=tmp_path, workers=1).get(structures(3))
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.timeout(300)
+def test_a_builder_killed_mid_pack_leaves_nothing_and_the_waiting_process_builds(tmp_path):
+    """Two processes (two nodes on a shared cache) ask for the same graphs; the one building is SIGKILLed
+    mid-pack while the other waits on the lock: no pack or temporary file is left by the dead one, and the
+    waiting process takes the lock (released by the kernel with the dead process) and builds the pack."""
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    code = ("import sys, time; from pathlib import Path; sys.path.insert(0, %r); "
+            "from tests.conftest import structures; from tlsearch.graphs import GraphCache; "
+            "tag, delay = sys.argv[1], float(sys.argv[2]); "
+            "f = Path(%r); "
+            "slow = lambda done, n: ((f / ('building-' + tag)).touch(), time.sleep(delay)); "
+            "gs = GraphCache(root=%r, workers=1).get(structures(12), progress=slow); "
+            "print(tag, len(gs.pack), gs.hit)") % (os.getcwd(), str(flags), str(tmp_path))
+    victim = subprocess.Popen([sys.executable, "-c", code, "victim", "60"], stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (flags / "building-victim").exists():
+            assert victim.poll() is None and time.time() < deadline, "the first process never started building"
+            time.sleep(0.05)
+        survivor = subprocess.Popen([sys.executable, "-c", code, "survivor", "0"], stdout=subprocess.PIPE, text=True)
+        time.sleep(8)  # it imports, finds no pack and waits on the lock the victim holds
+        assert survivor.poll() is None and not (flags / "building-survivor").exists()
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        out = survivor.communicate(timeout=240)[0].strip()
+    finally:
+        for p in (victim,):
+            if p.poll() is None:
+                p.kill()
+    assert survivor.returncode == 0 and out == "survivor 12 False", out
+    packs = list((tmp_path / "graphs").rglob("*.tlg"))
+    assert len(packs) == 1 and not list((tmp_path / "graphs").rglob("*.tmp"))
+    again = GraphCache(root=tmp_path, workers=1).get(structures(12))
+    assert again.hit and len(again.pack) == 12

@@ -244,6 +244,42 @@ def test_sigkill_during_training_leaves_no_entry(tmp_path):
     assert store.get_or_train({"material": "concurrent"}, train).hit is True and calls == [1]
 
 
+@pytest.mark.timeout(180)
+def test_the_waiting_process_takes_over_when_the_trainer_is_killed(tmp_path):
+    """Two processes (two nodes on a shared store) ask for the same PT model; the one training is SIGKILLed
+    while the other waits on the lock: the waiter gets the lock (the kernel releases a dead process's lock;
+    no stale lock to clear by hand), trains the model itself and stores a valid entry; nothing of the dead
+    trainer is left."""
+    (tmp_path / "flags").mkdir()
+    victim = _spawn(tmp_path, "victim", 1, 600.0)
+    survivor = None
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "flags" / "started-victim").exists():
+            assert victim.poll() is None and time.time() < deadline, "the victim never started training"
+            time.sleep(0.02)
+        survivor = _spawn(tmp_path, "survivor", 1, 0.5)
+        while not (tmp_path / "flags" / "ready-survivor").exists():
+            assert survivor.poll() is None and time.time() < deadline, survivor.communicate()[1]
+            time.sleep(0.02)
+        time.sleep(2)  # it asks the store and waits on the victim's lock
+        assert survivor.poll() is None and not (tmp_path / "flags" / "started-survivor").exists()
+        os.kill(victim.pid, signal.SIGKILL)
+        out, err = survivor.communicate(timeout=120)
+    finally:
+        for p in (victim, survivor):
+            if p is not None and p.poll() is None:
+                p.kill()
+        victim.communicate(timeout=30)
+    assert survivor.returncode == 0, err
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["hit"] is False and r["by"] == "survivor" and r["wait"] > 1.5  # it waited, then trained
+    assert (tmp_path / "counter.txt").read_text().splitlines() == ["victim", "survivor"]
+    store = PretrainStore(tmp_path / "store")
+    entry = store.load(r["key"])
+    assert entry is not None and entry.meta["by"] == "survivor" and _leftovers(store.root) == [entry.path]
+
+
 # ---- damaged entries ----------------------------------------------------------------------------
 
 def _truncate(path: Path) -> None:
