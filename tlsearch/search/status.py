@@ -64,8 +64,10 @@ def study_rows(exp: Experiment) -> list[dict[str, Any]]:
         if t.user_attrs.get(NOTE_ATTR) == TIME_BUDGET:
             state = TIME_BUDGET
         evals = eval_maes(r) if r.get("final") else {}
+        cost = t.values[1] if t.values and len(t.values) > 1 else None  # a two-objective study's (objectives.py)
         rows.append({"trial": t.number, "state": state, "strategy": strategy, "details": details(v, p, names),
                      "val": f"{value:.4g}" if value is not None else "", "value": value, "test": test_s,
+                     "cost": f"{cost:.4g}" if cost is not None else "",
                      "eval": " ".join(f"{_short(k, names)}={x:.4g}" for k, x in evals.items()),
                      "epochs": _epochs(r), "ft_size": v["ft_size"],
                      "target": _short(v["target"], names) if "target" in p else None})
@@ -144,9 +146,11 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
     cols = [("trial", "trial"), ("state", "state"), ("strategy", "strategy"), ("details", "details"),
             ("val MAE", "val"), ("test MAE", "test")]
     cols += [("eval MAE", "eval")] if any(r.get("eval") for r in rows) else []
+    cols += [("cost (s)", "cost")] if any(r.get("cost") for r in rows) else []
     cols += [("epochs", "epochs")]
     for col, _ in cols:  # wrap, never cut
-        t.add_column(col, justify="right" if "MAE" in col or col == "epochs" else "left", overflow="fold")
+        t.add_column(col, justify="right" if "MAE" in col or col in ("epochs", "cost (s)") else "left",
+                     overflow="fold")
     for r in rows:
         # plain text, never markup: a data label in the details may hold [brackets]
         t.add_row(*(escape(str(r.get(k, ""))) for _, k in cols))
