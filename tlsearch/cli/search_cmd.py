@@ -35,7 +35,8 @@ def validate_cmd(
     target = f"target {named[0]}" if len(named) == 1 else f"{len(named)} targets {', '.join(named)}"
     out.print(f"[green]ok[/] {spec}: study {s.name!r}: {escape(target)}; strategies {s.search.strategy}; "
               f"{s.budget.trials} trials x {s.budget.repeats} repeat(s), <= {s.budget.max_epochs} FT epochs; "
-              f"scheduler {s.scheduler.type}; {s.resources.max_concurrent} concurrent trials, "
+              f"scheduler {s.scheduler.type}; objectives {', '.join(s.objectives)}; "
+              f"{s.resources.max_concurrent} concurrent trials, "
               f"{s.resources.cpus_per_trial} CPU / {s.resources.gpus_per_trial} GPU each")
 
 
