@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.search.test_run import SMOKE, _cli, _env, _ray_stop
+from tests.search.test_run import SMOKE, _cli, _env, _run_data
 from tlsearch.analysis._pareto import cheapest_within_spread, front, pareto
 from tlsearch.errors import UserInputError
 from tlsearch.search import objectives
@@ -117,14 +117,8 @@ def test_two_objective_study_reports_a_pareto_front(tmp_path):
     data = _smoke(objectives=["val_mae", "cost"], name="mo")
     data["budget"].update(trials=6, repeats=2, max_epochs=3, pt_epochs=2)
     data["scheduler"] = {"type": "asha", "grace_period": 1, "reduction_factor": 2}
-    spec = tmp_path / "mo.yaml"
-    spec.write_text(yaml.safe_dump(data))
     env = _env(tmp_path)
-    try:
-        proc = _cli("run", str(spec), "--storage", str(tmp_path / "exp"), env=env, timeout=900)
-    finally:
-        _ray_stop(env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _run_data(tmp_path, env, data)
     exp = tmp_path / "exp" / "mo"
     study = optuna.load_study(study_name="mo", storage=Experiment.open(exp).optuna_storage())
     assert len(study.directions) == 2

@@ -56,6 +56,19 @@ def _cli(*args, env, timeout=600, **kw):
                           text=True, timeout=timeout, **kw)
 
 
+def _run_data(tmp_path: Path, env, data: dict, *args: str) -> str:
+    """`tlsearch run` on the spec ``data`` (written to ``<name>.yaml``) with storage ``tmp_path/exp``; it must exit
+    0 (its output is in the failure message). Returns its stdout."""
+    spec = tmp_path / f"{data['name']}.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    try:
+        proc = _cli("run", str(spec), "--storage", str(tmp_path / "exp"), *args, env=env, timeout=900)
+    finally:
+        _ray_stop(env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
 def _ray_stop(env):
     """Stop the Ray processes started under this test's RAY_TMPDIR; never `ray stop --force`, which kills
     every Ray on the machine, other test sessions' included."""

@@ -9,7 +9,7 @@ import optuna
 import polars as pl
 import yaml
 
-from tests.search.test_run import SMOKE, _cli, _env, _ray_stop
+from tests.search.test_run import SMOKE, _env, _run_data
 from tlsearch.search.experiment import Experiment
 from tlsearch.search.spec import spec_from_dict
 from tlsearch.search.warm_start import candidates
@@ -25,27 +25,16 @@ def _study(tmp_path, name: str, **search) -> dict:
     return data
 
 
-def _run(tmp_path, env, data: dict, *args: str):
-    spec = tmp_path / f"{data['name']}.yaml"
-    spec.write_text(yaml.safe_dump(data))
-    try:
-        proc = _cli("run", str(spec), "--storage", str(tmp_path / "exp"), *args, env=env, timeout=900)
-    finally:
-        _ray_stop(env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
-
-
 def test_warm_started_study_imports_finished_trials_and_runs_only_new_ones(tmp_path):
     env = _env(tmp_path)
-    _run(tmp_path, env, _study(tmp_path, "earlier"))          # scratch and PT->FT, all layers: 2 finished trials
+    _run_data(tmp_path, env, _study(tmp_path, "earlier"))          # scratch and PT->FT, all layers: 2 finished trials
     earlier = tmp_path / "exp" / "earlier"
     old = pl.read_parquet(earlier / "trials.parquet")
     assert (old["state"] == "finished").all() and old.height == 2
     # the new space adds the 2B freeze; one new trial in the budget
     new = _study(tmp_path, "later", freeze=["all_unfrozen", "2b"])
     new["budget"]["trials"] = 1
-    out = _run(tmp_path, env, new, "--warm-start", str(earlier))
+    out = _run_data(tmp_path, env, new, "--warm-start", str(earlier))
     assert "warm start: 2 finished trial(s) imported from 1 earlier study" in out and "0 skipped" in out, out
     exp = tmp_path / "exp" / "later"
     trials = pl.read_parquet(exp / "trials.parquet").sort("trial")
@@ -69,7 +58,7 @@ def test_trials_outside_the_space_are_skipped_with_the_reason(tmp_path):
     keeps a trial out, and the reason names the difference. No training: the earlier study is made of real
     Optuna trials written into a real experiment directory."""
     env = _env(tmp_path)
-    _run(tmp_path, env, _study(tmp_path, "earlier"))
+    _run_data(tmp_path, env, _study(tmp_path, "earlier"))
     earlier = tmp_path / "exp" / "earlier"
     later = _study(tmp_path, "later")
     later["budget"]["pt_epochs"] = 3
