@@ -9,12 +9,13 @@ divisor). Trials stopped early have no final cost and are never on a front.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from tlsearch.analysis._analyse import describe, family_name, finished, pct, short, size_key
+from tlsearch.analysis._analyse import describe, finished, pct, short, size_key
 from tlsearch.analysis._render import Doc
 
 KEYS = ("trial", "family", "strategy", "pt_source", "mpt_properties", "freeze", "reinit_head", "ft_lr", "repeats",
@@ -68,7 +69,7 @@ def _conclusion(z: dict[str, Any], picked: Any, names: dict[str, str] | None, se
     if not picked:
         return f"{at}: no finished trial with a cost: no Pareto front."
     best, cheap = picked
-    what = f"{family_name(best['family'], names)}: {describe(best, names)}"
+    what = describe(best, names)
     if cheap["trial"] == best["trial"]:
         spread = (f"within its validation spread (+/- {best['val_mae_std']:.3g})" if best["val_mae_std"]
                   else "with one repeat (no spread)")
@@ -76,7 +77,7 @@ def _conclusion(z: dict[str, Any], picked: Any, names: dict[str, str] | None, se
                 f"{best['val_mae']:.4g}, {_s(best['cost'])} s), is also the cheapest {spread}; {len(z['front'])} "
                 "trial(s) on the Pareto front.")
     return (f"{at}: the cheapest strategy within the best's validation spread is trial {cheap['trial']} "
-            f"({family_name(cheap['family'], names)}: {describe(cheap, names)}; val MAE {cheap['val_mae']:.4g}, "
+            f"({describe(cheap, names)}; val MAE {cheap['val_mae']:.4g}, "
             f"test MAE {cheap['test_mae']:.4g}) at {_s(cheap['cost'])} s, {pct(100 * cheap['cost'] / best['cost'])} % "
             f"of the cost of the best (trial {best['trial']}, {what}; val MAE {best['val_mae']:.4g} +/- "
             f"{best['val_mae_std'] or 0:.2g}, {_s(best['cost'])} s).")
@@ -103,10 +104,17 @@ def pareto_section(doc: Doc, fronts: list[dict[str, Any]], names: dict[str, str]
         doc.p(f"{short(z['target'], names) + ', ' if several else ''}FT size {z['ft_size']} "
               f"({len(z['front'])} of {len(z['points'])} finished trials on the front):")
         doc.table(["trial", "family", "freeze", "val MAE", "test MAE", "cost (s)", "FT s", "PT share s", ""],
-                  [[p["trial"], family_name(p["family"], names), p["freeze"] or "", _pm(p, "val"), _pm(p, "test"),
+                  [[p["trial"], _family(p["family"], names), p["freeze"] or "", _pm(p, "val"), _pm(p, "test"),
                     _s(p["cost"]), _s(p["ft_seconds"]), _s(p["cost"] - p["ft_seconds"]),
                     _mark(z, p)] for p in z["front"]])
     doc.img(plot, "Validation MAE vs cost of every finished trial; the Pareto front joined")
+
+
+def _family(family: str, names: dict[str, str] | None) -> str:
+    """A family with its data named short (their labels, else without the source): 'MPT(elastic_tensor/K_VRH +
+    ...)'."""
+    m = re.fullmatch(r"(PT->FT|MPT)\((.*)\)", family)
+    return f"{m.group(1)}({' + '.join(short(p, names) for p in m.group(2).split(' + '))})" if m else family
 
 
 def _pm(p: dict[str, Any], part: str) -> str:
