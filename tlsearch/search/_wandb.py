@@ -227,8 +227,7 @@ class WandbCallback(LoggerCallback):
         if a_trial_dir:  # the driver's staging copy of the experiment, where Tune may not have synced from
             dirs |= {p.parent for p in Path(a_trial_dir).parent.glob("t*/result.json")}
         for d in sorted(dirs):
-            rows = tracking.result_rows(d / "result.json")
-            run_id = rows[0].get("trial_id") if rows else None
+            run_id = tracking.first_result(d / "result.json").get("trial_id")
             if not run_id or run_id in known:
                 continue
             known.add(run_id)

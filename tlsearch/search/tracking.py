@@ -151,6 +151,17 @@ def result_rows(result_json: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def first_result(result_json: Path) -> dict[str, Any]:
+    """The first row of a trial's result.json (it names the trial), {} when there is none yet."""
+    import json
+
+    try:
+        with open(result_json) as fh:
+            return json.loads(fh.readline())
+    except (OSError, ValueError):
+        return {}
+
+
 def trial_config(trial_dir: Path) -> dict[str, Any]:
     """A trial's configuration as Tune wrote it (params.json), {} when missing or cut."""
     import json
