@@ -5,7 +5,8 @@ have), token authentication, the study submitted with `ray job submit --working-
 `ray job stop` and finished by a second job running `tlsearch resume`. Checked: trials ran on both nodes,
 every planned trial finished once, W&B offline runs hold every epoch of every trial once, the report exists.
 
-Real Ray, real training on the EMT smoke data; `make test-cluster` (CI runs it).
+Real Ray, real training on the EMT smoke data; `make test-cluster` (not yet in CI: 3 of its last 6 runs failed,
+unexplained; issue 16).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def test_study_as_ray_jobs_on_two_nodes_stopped_and_resumed(tmp_path):
     dashboard = f"http://127.0.0.1:{dash}"
     data = yaml.safe_load(SMOKE.read_text())
     data["name"] = "jobs"
-    data["budget"].update(trials=6, max_epochs=4, repeats=1)
+    data["budget"].update(trials=6, max_epochs=10, repeats=1)  # long enough that the stop comes mid-study
     data["scheduler"] = {"type": "none"}
     data["resources"]["checkpoint_interval_s"] = 0
     spec = tmp_path / "jobs.yaml"
@@ -108,9 +109,9 @@ def test_study_as_ray_jobs_on_two_nodes_stopped_and_resumed(tmp_path):
                 time.sleep(2)
         assert first, "no job agent on the head after 60 s"
         deadline = time.time() + 400
-        while _finished(exp) < 2 and time.time() < deadline:
-            time.sleep(1)
-        assert _finished(exp) >= 2, _ray("job", "logs", "--address", dashboard, first, env=env).stdout[-3000:]
+        while _finished(exp) < 1 and time.time() < deadline:
+            time.sleep(0.5)
+        assert _finished(exp) >= 1, _ray("job", "logs", "--address", dashboard, first, env=env).stdout[-3000:]
         stop = _ray("job", "stop", "--address", dashboard, first, env=env)
         assert stop.returncode == 0 and "stopped" in stop.stdout + stop.stderr, stop.stdout + stop.stderr
         done_at_stop = _finished(exp)
@@ -119,7 +120,7 @@ def test_study_as_ray_jobs_on_two_nodes_stopped_and_resumed(tmp_path):
         status = _ray("job", "status", "--address", dashboard, second, env=env)
         for name, job in (("first", first), ("second", second)):  # kept for a failure's post-mortem
             (tmp_path / f"{name}_job.log").write_text(_ray("job", "logs", "--address", dashboard, job, env=env).stdout)
-        assert f"Job {second!r} succeeded" in status.stdout + status.stderr, logs.stdout[-4000:] + status.stdout
+        assert f"Job {second!r} succeeded" in status.stdout + status.stderr, logs.stdout[-4000:]
         assert "report:" in logs.stdout and "Traceback" not in logs.stdout, logs.stdout[-4000:]
     finally:
         stop_ray(head_tmp)
@@ -129,7 +130,7 @@ def test_study_as_ray_jobs_on_two_nodes_stopped_and_resumed(tmp_path):
     assert done_at_stop < 6  # the first job was stopped mid-study; the second finished it
     assert trials["node_id"].n_unique() == 2  # trials ran on the head and on the worker
     history = pl.read_parquet(exp / "history.parquet")
-    assert sorted(history.group_by("trial").agg(pl.col("epoch").sort())["epoch"].to_list()) == [[1, 2, 3, 4]] * 6
+    assert history.group_by("trial").agg(pl.col("epoch").sort())["epoch"].to_list() == [list(range(1, 11))] * 6
     # every trial directory, also one the stopped driver started after Tune's last snapshot (Tune re-plans its
     # configuration as a new trial): each iteration in result.json is a step of its W&B run, once
     iterations = {}

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["asha_knows", "asha_rungs", "optuna_study", "optuna_trials",
-           "restored_scheduler", "searcher_seed", "set_asha_rungs", "set_stored_user_attr", "wandb_record_class"]
+__all__ = ["asha_knows", "asha_rungs", "optuna_study", "optuna_trials", "restored_scheduler", "searcher_seed",
+           "set_asha_rungs", "set_stored_user_attr", "tolerate_deleted_checkpoints", "wandb_record_class"]
 
 # ---- Optuna ----------------------------------------------------------------------------------------------
 def set_stored_user_attr(study: Any, frozen: Any, key: str, value: Any) -> None:
@@ -62,6 +62,28 @@ def restored_scheduler(tuner: Any) -> Any:
     """The scheduler a ``Tuner.restore`` brought back (None if it cannot be found). Public API missing: the
     restored TuneConfig is not exposed, and a moved experiment directory must be told to the scheduler."""
     return getattr(getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None), "scheduler", None)
+
+
+def tolerate_deleted_checkpoints() -> None:
+    """Let Ray Train's checkpoint manager delete a trial's old checkpoint (``CheckpointConfig.num_to_keep``)
+    that is already gone. After a driver is stopped (``ray job stop``) or killed, the restored experiment state
+    can list a checkpoint the dead driver had already deleted; deleting it again raised FileNotFoundError
+    inside Tune's checkpoint handling (a traceback in the resumed study's log, the save's bookkeeping skipped).
+    Public API missing: no option to ignore a missing old checkpoint. Idempotent; the driver calls it."""
+    import ray.train._internal.checkpoint_manager as manager
+
+    delete = manager._delete_fs_path
+    if getattr(delete, "tlsearch_tolerant", False):
+        return
+
+    def tolerant(fs: Any, fs_path: str) -> None:
+        try:
+            delete(fs=fs, fs_path=fs_path)
+        except FileNotFoundError:
+            pass
+
+    tolerant.tlsearch_tolerant = True  # type: ignore[attr-defined]
+    manager._delete_fs_path = tolerant
 
 
 # ---- W&B ----------------------------------------------------------------------------------------------------

@@ -128,10 +128,11 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
 
-    from tlsearch.search._compat import restored_scheduler
+    from tlsearch.search._compat import restored_scheduler, tolerate_deleted_checkpoints
 
     from tlsearch.search._optuna import CycleSampler, ResumableOptunaSearch
 
+    tolerate_deleted_checkpoints()  # a resumed study's state may list an old checkpoint a dead driver deleted
     # graphs and PT models live in the shared caches ($TLSEARCH_CACHE), so later studies reuse them
     paths = {k: v for k, v in {"cache_dir": os.environ.get("TLSEARCH_CACHE", "")}.items() if v}
     fn = tune.with_parameters(trainable, spec=spec.model_dump(mode="json"), paths=paths)
