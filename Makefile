@@ -42,7 +42,7 @@ test-faults: $(VENV)/.stamp-test
 	$(PY) -m pytest -m slow tests/search/test_faults.py $(PYTEST_ARGS)
 
 # the cluster path of deploy/README.md: a head and a worker (`ray start`), the study as Ray jobs (`ray job
-# submit --working-dir`), stopped and resumed; not in CI yet: 3 of its last 6 runs failed (issue 16)
+# submit --working-dir`), stopped and resumed; not in CI yet: 1 of its last 5 runs failed, unexplained (issue 16)
 test-cluster: $(VENV)/.stamp-test
 	$(PY) -m pytest -m slow tests/search/test_ray_jobs.py $(PYTEST_ARGS)
 

@@ -5,7 +5,7 @@ have), token authentication, the study submitted with `ray job submit --working-
 `ray job stop` and finished by a second job running `tlsearch resume`. Checked: trials ran on both nodes,
 every planned trial finished once, W&B offline runs hold every epoch of every trial once, the report exists.
 
-Real Ray, real training on the EMT smoke data; `make test-cluster` (not yet in CI: 3 of its last 6 runs failed,
+Real Ray, real training on the EMT smoke data; `make test-cluster` (not yet in CI: 1 of its last 5 runs failed,
 unexplained; issue 16).
 """
 
