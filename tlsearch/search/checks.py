@@ -33,10 +33,11 @@ def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> list[dict[str
             raise UserInputError(f"{where}: {loc}: {exc}") from None
         by_dataset.setdefault(t.dataset, []).append((loc, t))
     found: dict[str, dict[str, Any]] = {}
+    loaded: dict[str, Any] = {}  # reference -> its dataset, loaded once for every check here
     for ref_text, uses in by_dataset.items():
         loc = uses[0][0]
         try:
-            ds = load_dataset(ref_text)
+            ds = loaded[ref_text] = load_dataset(ref_text)
             for loc, t in uses:
                 ds.with_property(t.property)
                 held_out = (d.test_fraction, d.split_seed) if loc in targets else (None, 0)
@@ -44,15 +45,16 @@ def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> list[dict[str
                               **quality(ds, t.property, *held_out)}
         except UserInputError as exc:
             raise UserInputError(f"{where}: {loc}: {exc}") from None
-    check_pt_sample(spec, where)
+    check_pt_sample(spec, loaded, where)
     return [found[loc] for loc, _ in fields]
 
 
-def check_pt_sample(spec: SearchSpec, where: str = "space.yaml") -> None:
+def check_pt_sample(spec: SearchSpec, loaded: dict[str, Any], where: str = "space.yaml") -> None:
     """``data.pt_sample_size`` is not more than a PT source (or all MPT properties together) has outside its
     held-out test set: otherwise every transfer trial fails with SampleSizeError when it pre-trains (an upper
-    bound: PT also leaves out the targets' test structures, so a sample just under it can still be short)."""
-    from tlsearch.prepared import load_split
+    bound: PT also leaves out the targets' test structures, so a sample just under it can still be short).
+    ``loaded``: reference -> dataset, as check_datasets loaded them; the split is load_split's."""
+    from tlsearch.data.splits import split_pool
 
     d, n = spec.data, spec.data.pt_sample_size
     if n == "all":
@@ -61,7 +63,8 @@ def check_pt_sample(spec: SearchSpec, where: str = "space.yaml") -> None:
 
     def pool(t: Any) -> set[str]:
         if (t.dataset, t.property) not in pools:
-            ds, split = load_split(t.dataset, t.property, d.test_fraction, d.split_seed)
+            ds = loaded[t.dataset].with_property(t.property)
+            split = split_pool(ds.ids, d.test_fraction, d.split_seed)
             pools[t.dataset, t.property] = {f"{ds.ref}#{ds.ids[i]}" for i in split.pool}
         return pools[t.dataset, t.property]
 
