@@ -37,13 +37,19 @@ def short(label: str | None, names: dict[str, str] | None = None) -> str:
     return (names or {}).get(label) or label.split(":", 1)[-1]
 
 
+def family_members(family: str | None) -> tuple[str, list[str]] | None:
+    """A transfer family's kind and data: 'MPT(a/x + b/y)' -> ('MPT', ['a/x', 'b/y']); None for scratch."""
+    m = re.fullmatch(r"(PT->FT|MPT)\((.*)\)", family or "")
+    return (m.group(1), m.group(2).split(" + ")) if m else None
+
+
 def family_name(family: str | None, names: dict[str, str] | None = None) -> str | None:
     """A strategy family as a reader sees it: 'PT->FT(folder:/data/g/target)' -> 'PT->FT(G_VRH (MP))' for the
     labelled data; unchanged without labels (trials.parquet and summary.json keep the family itself)."""
-    m = re.fullmatch(r"(PT->FT|MPT)\((.*)\)", family or "")
-    if not m or not names:
+    parts = family_members(family)
+    if not parts or not names:
         return family
-    return f"{m.group(1)}({' + '.join(names.get(p, p) for p in m.group(2).split(' + '))})"
+    return f"{parts[0]}({' + '.join(names.get(p, p) for p in parts[1])})"
 
 
 def size_key(size: str) -> tuple[int, float]:

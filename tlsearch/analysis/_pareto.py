@@ -9,13 +9,12 @@ divisor). Trials stopped early have no final cost and are never on a front.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from tlsearch.analysis._analyse import describe, finished, pct, short, size_key
+from tlsearch.analysis._analyse import describe, family_members, finished, pct, short, size_key
 from tlsearch.analysis._render import Doc
 
 KEYS = ("trial", "family", "strategy", "pt_source", "mpt_properties", "freeze", "reinit_head", "ft_lr", "repeats",
@@ -113,8 +112,8 @@ def pareto_section(doc: Doc, fronts: list[dict[str, Any]], names: dict[str, str]
 def _family(family: str, names: dict[str, str] | None) -> str:
     """A family with its data named short (their labels, else without the source): 'MPT(elastic_tensor/K_VRH +
     ...)'."""
-    m = re.fullmatch(r"(PT->FT|MPT)\((.*)\)", family)
-    return f"{m.group(1)}({' + '.join(short(p, names) for p in m.group(2).split(' + '))})" if m else family
+    parts = family_members(family)
+    return f"{parts[0]}({' + '.join(short(p, names) for p in parts[1])})" if parts else family
 
 
 def _pm(p: dict[str, Any], part: str) -> str:

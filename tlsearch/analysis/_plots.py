@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from tlsearch.analysis._analyse import short
+from tlsearch.analysis._analyse import family_members, short
 
 
 def _plt() -> Any:
@@ -31,14 +31,13 @@ def _save(fig: Any, path: Path) -> Path:
 def _fam(family: str, width: int = 34, names: dict[str, str] | None = None) -> str:
     """A family label for a figure: property names only ('MPT(n + K_VRH + ...)'), or the data's labels in the
     spec (``names``: ``dataset/property`` -> label), wrapped."""
-    import re
     import textwrap
 
-    m = re.fullmatch(r"(PT->FT|MPT)\((.*)\)", family)
-    if not m:
+    parts = family_members(family)
+    if not parts:
         return family
-    props = " + ".join((names or {}).get(p) or p.rsplit("/", 1)[-1] for p in m.group(2).split(" + "))
-    return "\n".join(textwrap.wrap(f"{m.group(1)}({props})", width))
+    props = " + ".join((names or {}).get(p) or p.rsplit("/", 1)[-1] for p in parts[1])
+    return "\n".join(textwrap.wrap(f"{parts[0]}({props})", width))
 
 
 def learning_curves(curves: dict[str, list[dict[str, Any]]], target: str, path: Path,
