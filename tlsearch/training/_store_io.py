@@ -142,6 +142,8 @@ def import_entry(store: PretrainStore, path: str | Path) -> tuple[str, bool]:
     if existing is not None:
         return key, True
     write_atomic(store.path(key), Path(path).read_bytes())
+    if store.shared is not None:  # a store on an object store: every node finds it there
+        store.shared.publish(key, store.path(key))
     return key, False
 
 

@@ -1,0 +1,110 @@
+"""The PT store's shared tier on an object store (``cluster.pt_store: s3://...``), for nodes that share no
+filesystem: each node keeps its entries in a local mirror and asks the object store before training.
+
+An object store has no lock. Nodes coordinate through a claim object ``<key>.claim`` (holder, start, heartbeat):
+
+* an entry on the store is downloaded, verified like a local one, and used;
+* a live claim (heartbeat younger than ``lease_s``) means another node trains it: wait for the entry;
+* a claim whose heartbeat has stopped (its node died, or was cut off) is stale: take over;
+* with no claim, write one, wait ``settle_s`` and read it back: when two nodes claimed at once, the last write
+  wins and the other waits (at worst both train: the same key is the same model, so either upload is right);
+* the holder beats every ``lease_s / 4`` while it trains, uploads the entry whole (one PUT: readers see all
+  of it or nothing) and then deletes its claim.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tlsearch import remote
+
+LEASE_S = float(os.environ.get("TLSEARCH_PT_LEASE_S", "60"))
+
+
+class RemoteTier:
+    def __init__(self, uri: str, lease_s: float = LEASE_S, settle_s: float = 1.0, poll_s: float = 1.0) -> None:
+        self.uri, self.lease_s, self.settle_s, self.poll_s = uri.rstrip("/"), lease_s, settle_s, poll_s
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def _entry(self, key: str) -> str:
+        return remote.join(self.uri, f"{key}.pt")
+
+    def _claim(self, key: str) -> str:
+        return remote.join(self.uri, f"{key}.claim")
+
+    def fetch(self, key: str, dest: Path) -> bool:
+        """Copy the entry to ``dest`` (atomically) when the store has it."""
+        data = remote.read_bytes(self._entry(key))
+        if data is None:
+            return False
+        from tlsearch._io import write_atomic
+
+        write_atomic(dest, data)
+        return True
+
+    def discard(self, key: str) -> None:
+        """A damaged entry on the store is removed, so that it is trained again."""
+        remote.delete(self._entry(key))
+
+    def publish(self, key: str, path: Path) -> None:
+        remote.write_bytes(self._entry(key), path.read_bytes())
+
+    def _read_claim(self, key: str) -> dict | None:
+        raw = remote.read_bytes(self._claim(key))
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:  # cut short: as good as none
+            return None
+
+    def _write_claim(self, key: str, started: float) -> None:
+        remote.write_bytes(self._claim(key), json.dumps({"holder": self.holder, "started": started,
+                                                         "beat": time.time()}).encode())
+
+    def _live(self, claim: dict | None) -> bool:
+        return bool(claim) and time.time() - float(claim.get("beat", 0)) < self.lease_s
+
+    def wait_or_claim(self, key: str, dest: Path) -> bool:
+        """Return True once another node's entry is at ``dest``; False once this process holds the claim (it
+        trains, inside :meth:`holding`)."""
+        while True:
+            if self.fetch(key, dest):
+                return True
+            claim = self._read_claim(key)
+            if self._live(claim) and claim.get("holder") != self.holder:
+                time.sleep(self.poll_s)  # another node trains it
+                continue
+            self._write_claim(key, time.time())
+            time.sleep(self.settle_s)
+            claim = self._read_claim(key)
+            if claim and claim.get("holder") == self.holder:
+                return False
+
+    @contextmanager
+    def holding(self, key: str) -> Iterator[None]:
+        """Beat the claim while the body trains; the claim goes when it ends (an upload or an error)."""
+        stop = threading.Event()
+        started = time.time()
+
+        def beat() -> None:
+            while not stop.wait(self.lease_s / 4):
+                try:
+                    self._write_claim(key, started)
+                except OSError:  # the store is unreachable for a moment: the next beat tries again
+                    pass
+
+        t = threading.Thread(target=beat, name=f"pt-claim-{key[:8]}", daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            t.join()
+            remote.delete(self._claim(key))
