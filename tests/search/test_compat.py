@@ -84,6 +84,14 @@ def test_ray_tuner_restored_scheduler():
     assert _compat.restored_scheduler(tuner) is scheduler, _moved("ray", "Tuner._local_tuner._tune_config")
 
 
+def test_ray_tuner_restored_callbacks():
+    from ray.tune import Callback, RunConfig, Tuner
+
+    cb = Callback()
+    tuner = Tuner(lambda config: None, run_config=RunConfig(callbacks=[cb]))
+    assert _compat.restored_callbacks(tuner) == [cb], _moved("ray", "Tuner._local_tuner._run_config.callbacks")
+
+
 def _private(obj: object) -> set[str]:
     """Private names of a class or an instance (instance attributes included)."""
     return {n for n in dir(obj) if n.startswith("_") and not n.startswith("__")}

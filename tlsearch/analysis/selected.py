@@ -55,7 +55,7 @@ def selected(exp: Experiment, trials: pl.DataFrame, sizes: list[dict[str, Any]])
                if len(spec.data.ft_targets) > 1 else {}),
             "target_name": A.short(z.get("target", spec.data.ft_targets[0].label), names),
             "selection": f"lowest validation MAE of the {z['finished_trials']} finished trial(s) at FT size "
-                         f"{z['ft_size']}", "commands": commands(exp.root, z["ft_size"]),
+                         f"{z['ft_size']}", "commands": commands(exp.where, z["ft_size"]),
         })
     return out
 

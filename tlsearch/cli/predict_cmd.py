@@ -27,11 +27,20 @@ _WHAT = ("give an experiment directory (the one `tlsearch run` printed) or a mod
          "writes them; a finished trial's model_dir in trials.parquet is one too)")
 
 
-def resolve_model(path: Path, ft_size: str | None, target: str | None = None) -> tuple[Path, dict[str, Any] | None]:
-    """(model directory, the analysis' selection entry when ``path`` is an experiment)."""
+def resolve_model(path: Path | str, ft_size: str | None,
+                  target: str | None = None) -> tuple[Path, dict[str, Any] | None]:
+    """(model directory, the analysis' selection entry when ``path`` is an experiment, also one on an object
+    store)."""
+    from tlsearch import remote
     from tlsearch.training.predict import model_files
 
-    p = path.expanduser().resolve()
+    if remote.is_remote(path):
+        from tlsearch.analysis.selected import choose
+        from tlsearch.search.experiment import Experiment
+
+        sel = choose(Experiment.open(str(path)), ft_size, target)
+        return Path(sel["model_dir"]), sel
+    p = Path(path).expanduser().resolve()
     if not p.exists():
         raise UserInputError(f"{p}: no such directory; fix: {_WHAT}")
     if (p / "spec.json").exists():
@@ -91,7 +100,8 @@ def _describe(model_dir: Path, sel: dict[str, Any] | None, ens: Any) -> str:
 
 
 def predict_cmd(
-    path: Path = typer.Argument(..., help="An experiment directory (its selected model) or a model directory."),
+    path: str = typer.Argument(..., help="An experiment directory or s3:// URI (its selected model) or a model "
+                                         "directory."),
     structures: str = typer.Argument(..., help="A folder of POSCAR/CIF/XYZ files (with or without id_prop.csv), one "
                                                "structure file, or a dataset reference (emt:..., folder:...)."),
     ft_size: Optional[str] = typer.Option(None, "--ft-size", help="The FT size whose selected model predicts "
@@ -143,7 +153,7 @@ def predict_cmd(
 
 
 def export_cmd(
-    experiment: Path = typer.Argument(..., help="Experiment directory printed by `tlsearch run`."),
+    experiment: str = typer.Argument(..., help="Experiment directory (or s3:// URI) printed by `tlsearch run`."),
     out_dir: Path = typer.Argument(..., help="Directory to write into: one <experiment>-ft<size> folder per model."),
     ft_size: Optional[str] = typer.Option(None, "--ft-size", help="Export only the model selected at this FT size "
                                                                   "(default: the selected model of every size)."),

@@ -28,7 +28,7 @@ def print_report(experiment: Path | str, console: Console = out) -> None:
 
 
 def report_cmd(
-    experiment: Path = typer.Argument(..., help="Experiment directory printed by `tlsearch run`."),
+    experiment: str = typer.Argument(..., help="Experiment directory (or s3:// URI) printed by `tlsearch run`."),
     wandb: bool = typer.Option(False, "--wandb", help="Also build the W&B Report and push it (needs an API key)."),
 ) -> None:
     """Write report.md, report.html, summary.json and trials.parquet into the experiment directory."""
@@ -36,6 +36,7 @@ def report_cmd(
 
     exp = Experiment.open(experiment)
     print_report(exp.root)
+    exp.push()  # an experiment on an object store gets its report there too
     if wandb:
         import json
 

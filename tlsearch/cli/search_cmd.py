@@ -43,7 +43,8 @@ def validate_cmd(
 def run_cmd(
     spec: Path = typer.Argument(..., help="space.yaml (see search_spaces/ and docs/spec.md)"),
     name: Optional[str] = typer.Option(None, help="Experiment name (default: the spec's name)."),
-    storage: Optional[Path] = typer.Option(None, help="Experiments directory (default: the spec's storage)."),
+    storage: Optional[str] = typer.Option(None, help="Experiments directory or object-store URI (s3://BUCKET/PATH) "
+                                          "(default: the spec's storage)."),
     address: Optional[str] = typer.Option(None, help="Join a Ray cluster: 'auto' or HOST:PORT (default: local)."),
     warm_start: Optional[list[Path]] = typer.Option(None, "--warm-start", help="Experiment directory of an earlier "
                                                     "study: its finished trials inside this space start the search "
@@ -103,7 +104,7 @@ def _print_data(data: list[dict], exp) -> None:  # noqa: ANN001
 
 
 def resume_cmd(
-    experiment: Path = typer.Argument(..., help="Experiment directory printed by `tlsearch run`."),
+    experiment: str = typer.Argument(..., help="Experiment directory (or s3:// URI) printed by `tlsearch run`."),
     address: Optional[str] = typer.Option(None, help="Join a Ray cluster: 'auto' or HOST:PORT."),
 ) -> None:
     """Continue an interrupted study: restores the Tuner and the Optuna searcher, finishes the planned trials."""
@@ -117,7 +118,7 @@ def resume_cmd(
     _report(exp)
 
 
-def status_cmd(experiment: Path = typer.Argument(..., help="Experiment directory.")) -> None:
+def status_cmd(experiment: str = typer.Argument(..., help="Experiment directory (or s3:// URI).")) -> None:
     """Trials with state, strategy, validation metric and the best so far."""
     from tlsearch.search.experiment import Experiment
 
@@ -133,7 +134,10 @@ def _report(exp) -> None:  # noqa: ANN001
         print_report(exp.root, out)
     except Exception as exc:  # noqa: BLE001 - the trials are safe on disk; say so and how to retry
         out.print(f"[red]report failed[/] ({type(exc).__name__}: {exc}); the trials are intact: "
-                  f"retry with `tlsearch report {exp.root}`")
+                  f"retry with `tlsearch report {exp.where}`")
+    if exp.uri:
+        exp.push()
+        out.print(f"uploaded to {exp.uri} (journal, W&B runs, report)", highlight=False)
 
 
 def _print_status(exp) -> None:  # noqa: ANN001
@@ -161,6 +165,6 @@ def import_pretrained(s, where: str, store: Optional[Path] = None) -> None:  # n
     from tlsearch.training.store import PretrainStore
 
     check_checkpoints(s, where)
-    st = PretrainStore(store)
+    st = PretrainStore(store or s.cluster.pt_store)
     for i, key, already in _import(s, st, where):
         out.print(f"data.pretrained.{i}: {key[:12]} " + ("already in the store" if already else f"imported into {st.root}"))

@@ -34,6 +34,18 @@ def optuna_trials(searcher: Any) -> dict[str, Any]:
     return searcher._ot_trials
 
 
+def rebind_study(searcher: Any, storage: Any) -> None:
+    """Point a restored OptunaSearch, and the live trials it asked for, at ``storage``. Public API missing: the
+    searcher pickles its study with the journal's path of the machine (or directory) that saved it, and a resume
+    from another machine or a moved experiment directory would write to that path instead."""
+    import optuna
+
+    study = optuna.load_study(study_name=searcher._study_name, storage=storage, sampler=searcher._ot_study.sampler)
+    searcher._storage, searcher._ot_study = storage, study
+    for trial in searcher._ot_trials.values():
+        trial.study, trial.storage = study, storage
+
+
 def searcher_seed(searcher: Any) -> int | None:
     """The seed OptunaSearch was given (to seed the random fallback sampler alike). Public API missing."""
     return searcher._seed
@@ -62,6 +74,13 @@ def restored_scheduler(tuner: Any) -> Any:
     """The scheduler a ``Tuner.restore`` brought back (None if it cannot be found). Public API missing: the
     restored TuneConfig is not exposed, and a moved experiment directory must be told to the scheduler."""
     return getattr(getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None), "scheduler", None)
+
+
+def restored_callbacks(tuner: Any) -> list[Any]:
+    """The callbacks a ``Tuner.restore`` brought back (pickled with the run config). Public API missing: the
+    restored RunConfig is not exposed, and a resume on another machine must tell them where the experiment's
+    local files are now (W&B's directory, the object-store mirror)."""
+    return list(getattr(getattr(getattr(tuner, "_local_tuner", None), "_run_config", None), "callbacks", None) or [])
 
 
 def tolerate_deleted_checkpoints() -> None:

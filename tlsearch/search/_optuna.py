@@ -4,6 +4,7 @@ sampler that spreads the FT size evenly."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Sequence
 
@@ -14,10 +15,12 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from tlsearch.search import objectives
-from tlsearch.search._compat import optuna_study, optuna_trials, searcher_seed, set_stored_user_attr
+from tlsearch.search._compat import optuna_study, optuna_trials, rebind_study, searcher_seed, set_stored_user_attr
 from tlsearch.search.experiment import (FINAL_ATTR, IMPORTED_ATTR, NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, REPLANNED_ATTR,
                                        REUSED_ATTR, TIME_BUDGET)
 from tlsearch.search.objectives import PT_KEY_ATTR
+
+JOURNAL_ENV = "TLSEARCH_OPTUNA_JOURNAL"  # the journal a restored searcher writes to (the resuming driver's)
 
 TPE_TRIES = 3  # repeated suggestions answered from history before the next asks sample at random
 MAX_TRIES = 12  # then the repeat runs (the space is exhausted, or nearly)
@@ -40,6 +43,17 @@ class ResumableOptunaSearch(OptunaSearch):
     def __init__(self, *args: Any, max_trials: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._max_trials = max_trials
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Tune's restore of the searcher's state; the study is then bound to this driver's journal
+        (``JOURNAL_ENV``, set by the runner), not the one the pickle names."""
+        super().restore(checkpoint_path)
+        journal = os.environ.get(JOURNAL_ENV)
+        if journal:
+            from optuna.storages import JournalStorage
+            from optuna.storages.journal import JournalFileBackend
+
+            rebind_study(self, JournalStorage(JournalFileBackend(journal)))
 
     def _objectives(self) -> list[str] | None:
         """The objectives of a two-objective study (``metric`` is their list), else None."""

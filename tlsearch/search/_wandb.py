@@ -142,6 +142,11 @@ class WandbCallback(LoggerCallback):
         self._open: set[str] = set()  # trials whose run this driver has started and not finished
         self._writer: _Writer | None = None
 
+    def relocate(self, exp: Any) -> None:
+        """A resume from a moved experiment directory or on another machine: its W&B directory is here now."""
+        if "dir" in self.kwargs:
+            self.kwargs["dir"] = str(exp.root)
+
     def _start(self, trial: Any, resume: bool) -> None:
         if trial.trial_id in self._open:  # a retried trial keeps its run
             return

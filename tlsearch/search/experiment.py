@@ -6,16 +6,26 @@
         optuna.journal       Optuna JournalStorage (study history; optuna-dashboard / importance read it)
         tune/                Ray Tune's experiment (trial dirs, checkpoints, searcher state)
         report/              analysis output
+
+With ``storage`` an object-store URI (``s3://bucket/experiments``), ``<storage>/<name>`` is the experiment and
+the directory above is its mirror on the driver's machine ($TLSEARCH_CACHE/remote/...): Ray Tune writes its
+experiment and every trial's checkpoints to the URI itself (workers on any node upload), and the driver keeps
+the Optuna journal, the W&B offline runs and the report in the mirror and uploads them at every Tune snapshot
+and at the end (``push``). ``open`` of the URI, on any machine, first copies the experiment down (``pull``;
+not the training state in the checkpoints), so ``tlsearch resume``, ``status`` and ``report`` work from a
+fresh working directory.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from tlsearch import remote
 from tlsearch.errors import UserInputError
 from tlsearch.search.spec import SearchSpec, format_spec_errors
 
@@ -29,11 +39,27 @@ REUSED_ATTR = "reused_from"  # Optuna user attribute: a repeated suggestion answ
 REPLANNED_ATTR = "replanned"  # Optuna user attribute: an orphan whose configuration was queued again on resume
 IMPORTED_ATTR = "imported_from"  # Optuna user attribute: a warm-start trial, "<experiment dir>#<trial>"
 IMPORTED_RESULT_ATTR = "imported_result"  # Optuna user attribute: its recorded results (trials.parquet columns)
+TRAINING_STATE = "checkpoint_*/state.pt"  # what `pull` leaves on the object store: for resuming a trial, large
 
 
 @dataclass(frozen=True)
 class Experiment:
     root: Path
+    uri: str | None = None  # the experiment on an object store; root is then its local mirror
+
+    @property
+    def where(self) -> str:
+        """How to name the experiment to the user (and to `tlsearch resume`)."""
+        return self.uri or str(self.root)
+
+    @property
+    def tune_storage(self) -> str:
+        """Ray Tune's ``storage_path``: the experiment (Tune's own directory ``tune/`` is below it)."""
+        return self.uri or str(self.root)
+
+    @property
+    def tune_location(self) -> str:
+        return remote.join(self.uri, TUNE_NAME) if self.uri else str(self.tune_dir)
 
     @property
     def spec_path(self) -> Path:
@@ -60,22 +86,61 @@ class Experiment:
 
     @classmethod
     def create(cls, spec: SearchSpec, storage: str | Path | None = None, name: str | None = None) -> "Experiment":
-        root = Path(storage or spec.storage).expanduser().resolve() / (name or spec.name)
-        if (root / "optuna.journal").exists():
-            raise UserInputError(f"{root}: an experiment of this name already exists; fix: continue it with "
-                                 f"`tlsearch resume {root}`, or start a new one with --name")
+        where = str(storage or spec.storage)
+        if remote.is_remote(where):
+            uri = remote.join(where, name or spec.name)
+            if remote.exists(remote.join(uri, "optuna.journal")):
+                raise UserInputError(f"{uri}: an experiment of this name already exists; fix: continue it with "
+                                     f"`tlsearch resume {uri}`, or start a new one with --name")
+            root = remote.mirror(uri)
+            shutil.rmtree(root, ignore_errors=True)  # a mirror left by an earlier attempt that never synced
+        else:
+            uri, root = None, Path(where).expanduser().resolve() / (name or spec.name)
+            if (root / "optuna.journal").exists():
+                raise UserInputError(f"{root}: an experiment of this name already exists; fix: continue it with "
+                                     f"`tlsearch resume {root}`, or start a new one with --name")
         root.mkdir(parents=True, exist_ok=True)
-        exp = cls(root)
+        exp = cls(root, uri)
         exp.spec_path.write_text(json.dumps(spec.model_dump(mode="json"), indent=1))
+        exp.push()
         return exp
 
     @classmethod
     def open(cls, path: str | Path) -> "Experiment":
+        if remote.is_remote(path):
+            uri = str(path).rstrip("/")
+            exp = cls(remote.mirror(uri), uri)
+            exp.pull()
+            if not exp.spec_path.exists():
+                raise UserInputError(f"{uri}: not a tlsearch experiment (no spec.json there); fix: pass the "
+                                     "location that `tlsearch run` printed, e.g. s3://BUCKET/experiments/<name>")
+            return exp
         root = Path(path).expanduser().resolve()
         if not (root / "spec.json").exists():
             raise UserInputError(f"{root}: not a tlsearch experiment directory (no spec.json); fix: pass the "
                                  "directory that `tlsearch run` printed, e.g. experiments/<name>")
         return cls(root)
+
+    def pull(self) -> int:
+        """Copy the remote experiment into the mirror: all but the checkpoints' training state (the trials' models
+        and predictions come down); nothing for a local one."""
+        return remote.download(self.uri, self.root, exclude=(f"{TUNE_NAME}/*/{TRAINING_STATE}",)) if self.uri else 0
+
+    def pull_tune(self) -> int:
+        """Copy Ray Tune's files into the mirror (as ``pull``)."""
+        return remote.download(self.tune_location, self.tune_dir, exclude=(f"*/{TRAINING_STATE}",)) if self.uri else 0
+
+    def push(self, sent: dict | None = None) -> int:
+        """Upload the mirror, the Optuna journal first (the rest may refer to its trials), without Tune's
+        directory (Tune writes that to the store itself). ``sent`` as in :func:`tlsearch.remote.upload`: files
+        unchanged since an earlier call are skipped. Nothing for a local experiment."""
+        if not self.uri:
+            return 0
+        n = 0
+        if self.journal.exists():
+            remote.write_bytes(remote.join(self.uri, self.journal.name), self.journal.read_bytes())
+            n = 1
+        return n + remote.upload(self.root, self.uri, exclude=(f"{TUNE_NAME}/*", self.journal.name), sent=sent)
 
     def spec(self) -> SearchSpec:
         try:

@@ -128,25 +128,37 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
 
-    from tlsearch.search._compat import restored_scheduler, tolerate_deleted_checkpoints
+    from tlsearch.search._compat import restored_callbacks, restored_scheduler, tolerate_deleted_checkpoints
 
     from tlsearch.search._optuna import CycleSampler, ResumableOptunaSearch
 
     tolerate_deleted_checkpoints()  # a resumed study's state may list an old checkpoint a dead driver deleted
     # graphs and PT models live in the shared caches ($TLSEARCH_CACHE), so later studies reuse them
-    paths = {k: v for k, v in {"cache_dir": os.environ.get("TLSEARCH_CACHE", "")}.items() if v}
+    paths = {k: v for k, v in {"cache_dir": os.environ.get("TLSEARCH_CACHE", ""),
+                               "store_dir": spec.cluster.pt_store or ""}.items() if v}
     fn = tune.with_parameters(trainable, spec=spec.model_dump(mode="json"), paths=paths)
     res = spec.resources
     fn = tune.with_resources(fn, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
     if restore:  # the run config (callbacks included) and the searcher come back from the experiment state
-        tuner = Tuner.restore(str(exp.tune_dir), trainable=fn, resume_errored=True)
+        from tlsearch.search._optuna import JOURNAL_ENV
+
+        # the searcher's pickle names the journal where it was saved: another machine, or a moved directory
+        os.environ[JOURNAL_ENV] = str(exp.journal)
+        tuner = Tuner.restore(exp.tune_location, trainable=fn, resume_errored=True)
+        for callback in restored_callbacks(tuner):  # they name the local files of the driver that made them
+            if hasattr(callback, "relocate"):
+                callback.relocate(exp)
         scheduler = restored_scheduler(tuner)
         if hasattr(scheduler, "relocate"):  # the experiment directory may have moved since it was created
             scheduler.relocate(str(exp.root / SH_STATE))
         return tuner
     callbacks = [*tracking.callbacks(spec, exp, console), LiveView(spec.budget.trials, METRIC, console)]
+    if exp.uri:  # first: a restored trial's earlier results come down before any other callback reads them
+        from tlsearch.search._remote_sync import RemoteSync
+
+        callbacks.insert(0, RemoteSync(exp))
     run_config = RunConfig(
-        name=TUNE_NAME, storage_path=str(exp.root), verbose=0, callbacks=callbacks,
+        name=TUNE_NAME, storage_path=exp.tune_storage, verbose=0, callbacks=callbacks,
         failure_config=FailureConfig(max_failures=res.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=res.checkpoints_kept),
     )
@@ -194,7 +206,7 @@ def run_study(spec: SearchSpec, exp: Experiment, console: Console, address: str 
     _quiet()
     tracking.announce(spec, exp, console)
     start_ray(spec, address, console, metrics_port)
-    console.print(f"experiment: {exp.root}")
+    console.print(f"experiment: {exp.where}" + (f" (local copy: {exp.root})" if exp.uri else ""))
     if spec.multi_objective:
         # the cost exists only in a trial's final result, where the searcher adds it: Tune's check that every
         # result holds every objective would fail each epoch's report (the scheduler's val_mae is in all)
@@ -203,6 +215,7 @@ def run_study(spec: SearchSpec, exp: Experiment, console: Console, address: str 
     noted = _budget_noted(spec, exp) if restore else set()
     results = tuner.fit()
     console.print()
+    exp.pull_tune()  # an experiment on an object store: the trials' files, for the report
     _close_unfinished(spec, exp, console, {r.metrics.get("trial_id") for r in results if r.metrics}, noted)
     return results
 

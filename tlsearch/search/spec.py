@@ -129,6 +129,9 @@ class Cluster(_Strict):
     address: str | None = None  # None: start a local Ray; "auto" or "HOST:PORT": join a cluster
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(8265, ge=1, le=65535)
+    # where the trials of every node share PT models: a directory all nodes see, or an object-store URI
+    # (s3://BUCKET/PATH; each node keeps a mirror); None: $TLSEARCH_CACHE/pretrained on each node
+    pt_store: str | None = None
 
 
 class SearchSpec(_Strict):

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
+from tlsearch import remote
 from tlsearch.search.experiment import Experiment
 from tlsearch.search.spec import SearchSpec
 
@@ -33,7 +34,8 @@ def effective_mode(spec: SearchSpec) -> str:
 
 def worker_env(spec: SearchSpec) -> dict[str, str]:
     env = {"WANDB_MODE": effective_mode(spec), "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true",
-           "TLSEARCH_CACHE": os.environ.get("TLSEARCH_CACHE", ""), "PYTHONWARNINGS": "ignore"}
+           "TLSEARCH_CACHE": os.environ.get("TLSEARCH_CACHE", ""), "PYTHONWARNINGS": "ignore",
+           **remote.env()}  # workers open the same object-store URIs (checkpoints, the PT store)
     os.environ["WANDB_MODE"] = env["WANDB_MODE"]
     return {k: v for k, v in env.items() if v}
 
