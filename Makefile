@@ -42,9 +42,10 @@ test-faults: $(VENV)/.stamp-test
 	$(PY) -m pytest -m slow tests/search/test_faults.py $(PYTEST_ARGS)
 
 # the cluster path of deploy/README.md: a head and a worker (`ray start`), the study as Ray jobs (`ray job
-# submit --working-dir`), stopped and resumed; not in CI yet: 1 of its last 5 runs failed, unexplained (issue 16)
+# submit --working-dir`), stopped and resumed; and a study on object storage (s3://, a moto server on 127.0.0.1)
+# whose driver is killed and resumed from another machine's empty cache; CI runs it after test-faults
 test-cluster: $(VENV)/.stamp-test
-	$(PY) -m pytest -m slow tests/search/test_ray_jobs.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m slow tests/search/test_ray_jobs.py tests/search/test_object_storage.py $(PYTEST_ARGS)
 
 test-all: $(VENV)/.stamp-test
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -5,8 +5,9 @@ have), token authentication, the study submitted with `ray job submit --working-
 `ray job stop` and finished by a second job running `tlsearch resume`. Checked: trials ran on both nodes,
 every planned trial finished once, W&B offline runs hold every epoch of every trial once, the report exists.
 
-Real Ray, real training on the EMT smoke data; `make test-cluster` (not yet in CI: 1 of its last 5 runs failed,
-unexplained; issue 16).
+Real Ray, real training on the EMT smoke data; `make test-cluster`, which CI runs. A run whose stop lands while the
+driver has just started a trial (after Tune's last snapshot) ends with that Optuna trial an orphan, marked failed
+and re-planned; the test accepts exactly that and checks it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pytest
 import yaml
 
 from benchmarks.load import stop_ray
+from tlsearch.search.experiment import ORPHANED
 from tests.search.test_faults import _check_wandb, _rows
 from tests.search.test_run import ROOT, SMOKE
 
@@ -64,6 +66,15 @@ def _submit(entrypoint: list[str], dashboard: str, env: dict) -> str:
     return found.group(0)
 
 
+def _logs_tail(temp_dir: str, chars: int = 1500) -> str:
+    """The end of a node's Ray logs that tell why a job could not be submitted or run (for a failure message)."""
+    out = []
+    for name in ("dashboard_agent.log", "dashboard.log", "runtime_env_agent.log", "raylet.out", "gcs_server.out"):
+        for f in Path(temp_dir).glob(f"session_latest/logs/{name}"):
+            out.append(f"--- {f}\n{f.read_text(errors='replace')[-chars:]}")
+    return "\n".join(out)
+
+
 def _finished(exp: Path) -> int:
     return sum(1 for p in exp.glob("tune/t*/result.json") if any(r.get("final") for r in _rows(p)))
 
@@ -97,17 +108,16 @@ def test_study_as_ray_jobs_on_two_nodes_stopped_and_resumed(tmp_path):
         worker = _ray("start", "--address", f"127.0.0.1:{gcs}", "--num-cpus", "1", "--temp-dir", worker_tmp,
                       "--disable-usage-stats", *_node_ports(ports[6:12]), env={**env, "RAY_TMPDIR": worker_tmp})
         assert worker.returncode == 0, worker.stderr[-3000:]
-        first = None
-        for _ in range(30):  # the head's job agent registers a few seconds after `ray start` returns
+        first, waited = None, time.time()
+        while first is None and time.time() - waited < 120:  # the head's job agent registers after `ray start`
             try:
                 first = _submit(["tlsearch", "run", str(spec), "--address", "auto", "--storage", str(storage)],
                                 dashboard, env)
-                break
             except AssertionError as exc:
                 if "No available agent" not in str(exc):
                     raise
                 time.sleep(2)
-        assert first, "no job agent on the head after 60 s"
+        assert first, f"no job agent on the head after 120 s\n{_logs_tail(head_tmp)}"
         deadline = time.time() + 400
         while _finished(exp) < 1 and time.time() < deadline:
             time.sleep(0.5)
@@ -126,16 +136,24 @@ def test_study_as_ray_jobs_on_two_nodes_stopped_and_resumed(tmp_path):
         stop_ray(head_tmp)
         stop_ray(worker_tmp)
     trials = pl.read_parquet(exp / "trials.parquet")
-    assert trials.height == 6 and (trials["state"] == "finished").all(), trials.select("trial", "state")
+    finished = trials.filter(pl.col("state") == "finished")
+    assert finished.height == 6, trials.select("trial", "state", "error")
+    # an Optuna trial the stopped driver had started after Tune's last snapshot is an orphan (issue 18's window):
+    # marked failed with the reason, and its configuration planned again, so it finished once under another number
+    orphans = trials.filter(pl.col("state") != "finished")
+    assert (orphans["error"] == ORPHANED).all(), orphans.select("trial", "state", "error")
+    assert set(orphans["params"]) <= set(finished["params"]), orphans.select("trial", "params")
     assert done_at_stop < 6  # the first job was stopped mid-study; the second finished it
-    assert trials["node_id"].n_unique() == 2  # trials ran on the head and on the worker
-    history = pl.read_parquet(exp / "history.parquet")
+    assert finished["node_id"].n_unique() == 2  # trials ran on the head and on the worker
+    history = pl.read_parquet(exp / "history.parquet").filter(pl.col("trial").is_in(finished["trial"].to_list()))
     assert history.group_by("trial").agg(pl.col("epoch").sort())["epoch"].to_list() == [list(range(1, 11))] * 6
     # every trial directory, also one the stopped driver started after Tune's last snapshot (Tune re-plans its
     # configuration as a new trial): each iteration in result.json is a step of its W&B run, once
     iterations = {}
     for d in exp.glob("tune/t*/"):
         rows = _rows(d / "result.json")
+        if not rows:  # a directory the stopped driver made for a trial that never reported (the orphan above)
+            continue
         iterations[rows[0]["trial_id"]] = sorted({r["training_iteration"] for r in rows})
     assert len(iterations) >= 6 and all(v == list(range(1, len(v) + 1)) for v in iterations.values()), iterations
     _check_wandb(exp, iterations)
