@@ -107,6 +107,11 @@ def test_study_on_s3_driver_killed_resumed_from_another_machine(s3, s3_server, t
     assert remote.exists(remote.join(uri, "report.html"))
     pt = _objects(remote.join(s3, "pretrained"), "")
     assert pt and all(k.endswith(".pt") for k in pt), pt  # the PT models, and no claim left behind
+    # B's trials found on the store the PT models A's trials had trained: none trained twice among the finished
+    users = finished.filter(pl.col("pt_key").is_not_null())
+    assert users.height and (users.group_by("pt_key").agg((~pl.col("pt_store_hit")).sum().alias("n"))["n"]
+                             <= 1).all(), users.select("trial", "pt_key", "pt_store_hit")
+    assert set(users["pt_key"]) == {k.removesuffix(".pt") for k in pt}
     # every finished trial's model came down from the store (the checkpoints Tune's workers uploaded)
     from tlsearch.analysis import load_trials
 

@@ -145,6 +145,11 @@ def test_study_as_ray_jobs_on_two_nodes_stopped_and_resumed(tmp_path):
     assert set(orphans["params"]) <= set(finished["params"]), orphans.select("trial", "params")
     assert done_at_stop < 6  # the first job was stopped mid-study; the second finished it
     assert finished["node_id"].n_unique() == 2  # trials ran on the head and on the worker
+    # the PT store both nodes share: each PT model trained once, by whichever trial asked first; the others
+    # (on either node) used it
+    pt = finished.filter(pl.col("pt_key").is_not_null())
+    assert pt.height and (pt.group_by("pt_key").agg((~pl.col("pt_store_hit")).sum().alias("trained"))["trained"]
+                          <= 1).all(), pt.select("trial", "node_id", "pt_key", "pt_store_hit")
     history = pl.read_parquet(exp / "history.parquet").filter(pl.col("trial").is_in(finished["trial"].to_list()))
     assert history.group_by("trial").agg(pl.col("epoch").sort())["epoch"].to_list() == [list(range(1, 11))] * 6
     # every trial directory, also one the stopped driver started after Tune's last snapshot (Tune re-plans its
