@@ -72,3 +72,8 @@ class WandbPublishError(UserInputError):
 
 class PretrainedFileError(UserInputError):
     """A pre-trained model (store key, exported entry or checkpoint) is missing, ambiguous or not loadable."""
+
+
+class PretrainWaitError(TlsearchError):
+    """A trial waited longer than ``TLSEARCH_PT_WAIT_S`` for a PT model another process (or node) is training;
+    the message names the holder."""

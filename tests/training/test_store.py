@@ -47,8 +47,10 @@ def _states_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
 
 
 def _leftovers(root: Path) -> list[Path]:
-    """Entries and temporary files (lock files are allowed to remain: they hold no data)."""
-    return sorted(p for p in root.glob("*") if not p.name.endswith(".lock")) + sorted(root.glob(".*.tmp"))
+    """Entries and temporary files (lock files, and the holder file a killed trainer leaves, may remain: they
+    hold no data; the next holder overwrites it)."""
+    return (sorted(p for p in root.glob("*") if not p.name.endswith((".lock", ".holder")))
+            + sorted(root.glob(".*.tmp")))
 
 
 # ---- train once, then hit -----------------------------------------------------------------------
@@ -128,7 +130,7 @@ WORKER = textwrap.dedent(
 )
 
 
-def _spawn(tmp_path: Path, tag: str, n_ready: int, sleep_s: float) -> subprocess.Popen:
+def _spawn(tmp_path: Path, tag: str, n_ready: int, sleep_s: float, **env: str) -> subprocess.Popen:
     script = tmp_path / "worker.py"
     if not script.exists():
         script.write_text(WORKER)
@@ -136,7 +138,7 @@ def _spawn(tmp_path: Path, tag: str, n_ready: int, sleep_s: float) -> subprocess
         [sys.executable, str(script), str(tmp_path / "store"), str(tmp_path / "counter.txt"),
          str(tmp_path / "flags"), tag, str(n_ready), str(sleep_s)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
     )
 
 
@@ -278,6 +280,31 @@ def test_the_waiting_process_takes_over_when_the_trainer_is_killed(tmp_path):
     store = PretrainStore(tmp_path / "store")
     entry = store.load(r["key"])
     assert entry is not None and entry.meta["by"] == "survivor" and _leftovers(store.root) == [entry.path]
+
+
+@pytest.mark.timeout(180)
+def test_a_waiter_names_a_hung_trainer_and_gives_up_after_the_wait_limit(tmp_path):
+    """A trainer that hangs without dying keeps its lock: the waiter says every TLSEARCH_PT_NOTE_S seconds whom it
+    waits for (host, pid, since when) and, past TLSEARCH_PT_WAIT_S, fails with PretrainWaitError naming it,
+    instead of waiting for ever; the hung trainer is not disturbed."""
+    (tmp_path / "flags").mkdir()
+    hung = _spawn(tmp_path, "hung", 1, 600.0)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "flags" / "started-hung").exists():
+            assert hung.poll() is None and time.time() < deadline, "the trainer never started"
+            time.sleep(0.02)
+        waiter = _spawn(tmp_path, "waiter", 1, 0.1, TLSEARCH_PT_WAIT_S="3", TLSEARCH_PT_NOTE_S="1")
+        out, err = waiter.communicate(timeout=120)
+        assert hung.poll() is None  # still training
+    finally:
+        hung.kill()
+        hung.communicate(timeout=30)
+    assert waiter.returncode != 0 and "PretrainWaitError" in err, err[-2000:]
+    assert f"pid {hung.pid}, training since" in err.splitlines()[-1] and "TLSEARCH_PT_WAIT_S=3" in err, err[-2000:]
+    notes = [ln for ln in err.splitlines() if ": waiting " in ln and f"pid {hung.pid}" in ln]
+    assert len(notes) >= 2, err[-2000:]  # it said whom it waited for, each second
+    assert not (tmp_path / "flags" / "started-waiter").exists()
 
 
 # ---- damaged entries ----------------------------------------------------------------------------

@@ -21,14 +21,15 @@ from tlsearch import remote
 from tlsearch.training.store import PretrainStore
 
 
-def _node(tmp_path: Path, uri: str, tag: str, n_ready: int, sleep_s: float, lease_s: float = 60) -> subprocess.Popen:
+def _node(tmp_path: Path, uri: str, tag: str, n_ready: int, sleep_s: float, lease_s: float = 60,
+          **more: str) -> subprocess.Popen:
     """A process with a cache of its own (a node) asking the store at ``uri`` for the same PT model."""
     script = tmp_path / "worker.py"
     if not script.exists():
         script.write_text(WORKER)
         (tmp_path / "flags").mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO), "TLSEARCH_CACHE": str(tmp_path / f"cache-{tag}"),
-           "TLSEARCH_PT_LEASE_S": str(lease_s)}
+           "TLSEARCH_PT_LEASE_S": str(lease_s), **more}
     return subprocess.Popen([sys.executable, str(script), uri, str(tmp_path / "counter.txt"), str(tmp_path / "flags"),
                              tag, str(n_ready), str(sleep_s)], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -109,3 +110,24 @@ def test_a_damaged_entry_on_the_store_is_removed_and_trained_again(s3, tmp_path,
     assert PretrainStore(uri).load(first.key) is not None
     assert remote.read_bytes(entry) == again.path.read_bytes()  # the store holds the good one again
     assert torch.equal(next(iter(again.state.values())), next(iter(first.state.values())))
+
+
+@pytest.mark.timeout(180)
+def test_a_waiter_names_the_claim_holder_and_gives_up_after_the_wait_limit(s3, tmp_path):
+    """A node that hangs while it trains keeps beating its claim; another node waits, says whom it waits for, and
+    past TLSEARCH_PT_WAIT_S fails with PretrainWaitError naming the claim's holder."""
+    uri = remote.join(s3, "pretrained")
+    hung = _node(tmp_path, uri, "hung", 1, 600.0)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "flags" / "started-hung").exists():
+            assert hung.poll() is None and time.time() < deadline, "the trainer never started"
+            time.sleep(0.05)
+        waiter = _node(tmp_path, uri, "waiter", 1, 0.1, TLSEARCH_PT_WAIT_S="3", TLSEARCH_PT_NOTE_S="1")
+        out, err = waiter.communicate(timeout=120)
+        assert hung.poll() is None
+    finally:
+        hung.kill()
+        hung.communicate(timeout=30)
+    assert waiter.returncode != 0 and "PretrainWaitError" in err, err[-2000:]
+    assert f":{hung.pid}:" in err.splitlines()[-1] and "last heartbeat" in err.splitlines()[-1], err[-2000:]

@@ -20,9 +20,10 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tlsearch import remote
 
@@ -71,15 +72,27 @@ class RemoteTier:
     def _live(self, claim: dict | None) -> bool:
         return bool(claim) and time.time() - float(claim.get("beat", 0)) < self.lease_s
 
-    def wait_or_claim(self, key: str, dest: Path) -> bool:
+    def holder_of(self, key: str) -> str:
+        """Who holds the claim on ``key``, as the claim says."""
+        claim = self._read_claim(key)
+        if not claim:
+            return "no one (no claim on the store)"
+        return (f"{claim.get('holder')}, training since {time.strftime('%H:%M:%S', time.localtime(claim['started']))} "
+                f"(last heartbeat {time.time() - claim['beat']:.0f} s ago)")
+
+    def wait_or_claim(self, key: str, dest: Path, note: Callable[[], Any] = lambda: None, note_s: float = 60) -> bool:
         """Return True once another node's entry is at ``dest``; False once this process holds the claim (it
-        trains, inside :meth:`holding`)."""
+        trains, inside :meth:`holding`). While it waits, ``note()`` every ``note_s`` seconds (it may raise)."""
+        noted = time.monotonic()
         while True:
             if self.fetch(key, dest):
                 return True
             claim = self._read_claim(key)
             if self._live(claim) and claim.get("holder") != self.holder:
                 time.sleep(self.poll_s)  # another node trains it
+                if time.monotonic() - noted >= note_s:
+                    noted = time.monotonic()
+                    note()
                 continue
             self._write_claim(key, time.time())
             time.sleep(self.settle_s)
