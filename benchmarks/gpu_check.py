@@ -12,6 +12,7 @@ Each trial in its own subprocess (CUDA memory peaks are per process). 1. data: `
    throughput (2 x alone / together), peak GPU memory per process, finite metrics in both.
 Epoch time = median ``EpochMetrics.seconds`` over epochs 2.. (epoch 1 is warm-up). Last lines: RATIO k=v;
 exit status 1 if a check failed. Run: python benchmarks/gpu_check.py (tiny CPU smoke test: GPU_CHECK_TINY=1).
+``--ray``: trials through Ray Tune with fractional GPUs instead (benchmarks/_gpu_ray.py).
 """
 
 from __future__ import annotations
@@ -196,4 +197,8 @@ def main() -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         sys.exit(Path((job := json.loads(sys.argv[2]))["result"]).write_text(json.dumps(worker(job))) and 0)
+    if sys.argv[1:] == ["--ray"]:
+        from benchmarks._gpu_ray import run
+
+        sys.exit(run(TINY))
     sys.exit(main())

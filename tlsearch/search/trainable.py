@@ -115,6 +115,7 @@ def _record(result: Any) -> dict[str, Any]:
             "n_val": result.n_val, "epochs": len(result.history), "n_params": result.n_params,
             "n_trainable": result.n_trainable, "seconds": result.seconds,
             "ft_seconds": sum(h.seconds for h in result.history),
+            "device": result.device, "gpu_peak_mb": result.gpu_peak_mb,
             "pt": {"key": pt.key, "seconds": pt.pt_seconds, "train_seconds": pt.train_seconds, "epochs": pt.epochs,
                    "hit": pt.store_hit} if pt else None}
 
@@ -133,7 +134,10 @@ def _summary(done: list[dict[str, Any]]) -> dict[str, Any]:
                epochs_run=sum(d["epochs"] for d in done), n_params=first["n_params"],
                n_trainable=first["n_trainable"], wall_seconds=sum(d["seconds"] for d in done),
                # the FT training time of every epoch of every repeat: the trial's own compute (objectives.py)
-               ft_seconds=sum(d.get("ft_seconds", 0.0) for d in done))
+               ft_seconds=sum(d.get("ft_seconds", 0.0) for d in done), device=first.get("device", "cpu"))
+    peaks = [d["gpu_peak_mb"] for d in done if d.get("gpu_peak_mb") is not None]
+    if peaks:  # a trial on a GPU: its peak memory over repeats (benchmarks/gpu_check.py --ray reads it)
+        out["gpu_peak_mb"] = max(peaks)
     pt = first["pt"] or {}
     out.update(pt_key=pt.get("key", ""), pt_seconds=pt.get("seconds", 0.0), pt_epochs=pt.get("epochs", 0),
                pt_train_seconds=pt.get("train_seconds", pt.get("seconds", 0.0)),

@@ -69,6 +69,8 @@ class TrialResult:
     n_trainable: int = 0
     seconds: float = 0.0
     predictions: Path | None = None
+    device: str = "cpu"
+    gpu_peak_mb: float | None = None  # the GPU memory this trial's tensors peaked at (CUDA only)
 
 
 def seed_everything(seed: int) -> None:
@@ -191,6 +193,8 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     prep = _prep(cfg, cfg.target.dataset, cfg.target.property)
     task = single_task(prep, cfg.target.property)
     tr = cfg.train
@@ -249,5 +253,7 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
             "y_pred": np.concatenate([p_val, p_test]),
         }).write_parquet(pred_path)
     n_params, n_trainable = count_parameters(model)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return TrialResult(cfg.name, cfg.mode, trainer.history, trainer.best_epoch, val, test, evals, info,
-                       len(train_idx), len(val_idx), n_params, n_trainable, time.perf_counter() - t0, pred_path)
+                       len(train_idx), len(val_idx), n_params, n_trainable, time.perf_counter() - t0, pred_path,
+                       device.type, peak)
