@@ -49,7 +49,8 @@ def _trials(exp: Path) -> list[dict]:
         if not epochs:
             continue
         secs = [r["seconds"] for r in epochs[1:]] or [epochs[0]["seconds"]]
-        out.append({"trial": rows[0]["trial_id"], "device": final.get("device"), "gpu_peak_mb": final.get("gpu_peak_mb"),
+        out.append({"trial": rows[0]["trial_id"], "device": final.get("device"),
+                    "gpu_peak_mb": final.get("gpu_peak_mb"),
                     "epoch_s": statistics.median(secs),
                     # Tune's timestamp has 1 s resolution: the trial's span from its first epoch's, and its run time
                     "start": epochs[0]["timestamp"] - epochs[0]["time_total_s"],
@@ -77,8 +78,8 @@ def run(tiny: bool) -> int:
     for name, per in (("one_per_gpu", 1.0), ("two_per_gpu", 0.5)):
         spec = tmp / f"{name}.yaml"
         spec.write_text(yaml.safe_dump(_spec(name, gpus, per, tiny, trials=2 * max(1, gpus) * (1 if per == 1 else 2))))
-        proc = subprocess.run([sys.executable, "-m", "tlsearch.cli.main", "run", str(spec), "--storage", str(tmp / "exp")],
-                              env=env, capture_output=True, text=True, timeout=1500, cwd=ROOT)
+        proc = subprocess.run([sys.executable, "-m", "tlsearch.cli.main", "run", str(spec), "--storage",
+                               str(tmp / "exp")], env=env, capture_output=True, text=True, timeout=1500, cwd=ROOT)
         trials = _trials(tmp / "exp" / name)
         found[name] = trials
         print(f"== {name}: exit {proc.returncode}; {len(trials)} trials")

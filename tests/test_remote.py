@@ -57,3 +57,42 @@ def test_env_forwards_only_the_object_store_settings(s3, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "secret")
     env = remote.env()
     assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:") and "WANDB_API_KEY" not in env
+
+
+def test_check_says_which_bucket_is_missing_or_unreachable(s3, monkeypatch):
+    from tlsearch.errors import StorageError
+
+    remote.check(remote.join(s3, "exps"))  # exists: fine
+    with pytest.raises(StorageError, match=r"s3://no-such-bucket/exps: bucket 'no-such-bucket' does not exist; fix"):
+        remote.check("s3://no-such-bucket/exps")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(StorageError, match=r"fix: check that the bucket exists and that AWS_ACCESS_KEY_ID"):
+        remote.check(remote.join(s3, "exps"))
+
+
+def _cli(*args: str, tmp_path) -> "subprocess.CompletedProcess":
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "tlsearch.cli.main", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TLSEARCH_CACHE": str(tmp_path / "c")})
+
+
+def test_bad_object_store_locations_through_the_cli(s3, tmp_path):
+    """One line naming the location and the fix, exit 2, no traceback: a missing bucket in --storage and in
+    cluster.pt_store, and an experiment URI with nothing there."""
+    import yaml
+
+    from tests.search.test_run import SMOKE
+
+    data = yaml.safe_load(SMOKE.read_text())
+    data["cluster"] = {"pt_store": "s3://no-such-pt-bucket/pretrained"}
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    cases = [(("validate", str(spec)), "cluster.pt_store: s3://no-such-pt-bucket/pretrained: bucket"),
+             (("run", str(spec), "--storage", "s3://no-such-bucket/exps"), "--storage: s3://no-such-bucket/exps: bucket"),
+             (("status", remote.join(s3, "exps", "nothing")), "not a tlsearch experiment (no spec.json there)")]
+    for args, says in cases:
+        proc = _cli(*args, tmp_path=tmp_path)
+        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)

@@ -77,3 +77,7 @@ class PretrainedFileError(UserInputError):
 class PretrainWaitError(TlsearchError):
     """A trial waited longer than ``TLSEARCH_PT_WAIT_S`` for a PT model another process (or node) is training;
     the message names the holder."""
+
+
+class StorageError(UserInputError):
+    """An object-store location cannot be read or written (no such bucket, credentials, endpoint)."""

@@ -12,10 +12,12 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tlsearch.errors import UserInputError
+from tlsearch.errors import StorageError, UserInputError
 from tlsearch.paths import cache_root
 
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.I)
@@ -50,6 +52,32 @@ def filesystem(uri: str) -> tuple[Any, str]:
                              "for an S3-compatible server), or a local directory") from None
 
 
+@contextmanager
+def _reaching(uri: str) -> Iterator[None]:
+    """An object store that cannot be reached is the user's to fix: say which location and how."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        why = str(exc).split(" (Request ID")[0].split("; Details:")[0]
+        raise StorageError(f"{uri}: {why}; fix: check that the bucket exists and that AWS_ACCESS_KEY_ID, "
+                           "AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION (and AWS_ENDPOINT_URL for an S3-compatible "
+                           "server) reach it from this machine") from None
+
+
+def check(uri: str) -> None:
+    """Raise StorageError unless the bucket of ``uri`` exists and can be listed."""
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(uri)
+    bucket = path.split("/", 1)[0]
+    with _reaching(uri):
+        if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise StorageError(f"{uri}: bucket {bucket!r} does not exist; fix: create it, or name one that exists")
+        fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+
+
 def mirror(uri: str) -> Path:
     """Where a remote directory is copied to on this machine."""
     scheme, rest = uri.split("://", 1)
@@ -76,14 +104,15 @@ def exists(uri: str) -> bool:
     import pyarrow.fs as pafs
 
     fs, path = filesystem(uri)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
+    with _reaching(uri):
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
 def read_bytes(uri: str) -> bytes | None:
     """The object's bytes, or None when there is none."""
     fs, path = filesystem(uri)
     try:
-        with fs.open_input_stream(path) as f:
+        with _reaching(uri), fs.open_input_stream(path) as f:
             return f.readall()
     except FileNotFoundError:
         return None
@@ -92,14 +121,15 @@ def read_bytes(uri: str) -> bytes | None:
 def write_bytes(uri: str, data: bytes) -> None:
     """One PUT: an object store shows the whole object or the old one, never a part."""
     fs, path = filesystem(uri)
-    with fs.open_output_stream(path) as f:
+    with _reaching(uri), fs.open_output_stream(path) as f:
         f.write(data)
 
 
 def delete(uri: str) -> None:
     fs, path = filesystem(uri)
     try:
-        fs.delete_file(path)
+        with _reaching(uri):
+            fs.delete_file(path)
     except FileNotFoundError:
         pass
 
@@ -108,6 +138,11 @@ def download(uri: str, local: Path, exclude: tuple[str, ...] = (), only: tuple[s
     """Copy the files under ``uri`` (relative paths matching ``only`` and none of ``exclude``) into ``local``
     that differ from the local copy (size or time); each lands atomically. Returns how many were copied."""
     fs, path = filesystem(uri)
+    with _reaching(uri):
+        return _download(fs, path, local, exclude, only)
+
+
+def _download(fs: Any, path: str, local: Path, exclude: tuple[str, ...], only: tuple[str, ...]) -> int:
     n = 0
     for rel, (size, mtime) in _files(fs, path).items():
         if _excluded(rel, exclude) or not _excluded(rel, only):
@@ -130,6 +165,11 @@ def upload(local: Path, uri: str, exclude: tuple[str, ...] = (), sent: dict[str,
     """Copy the files under ``local`` (none matching ``exclude``) to ``uri``. With ``sent`` (relative path ->
     (size, mtime_ns) of what an earlier call uploaded), files unchanged since are skipped. Returns how many."""
     fs, path = filesystem(uri)
+    with _reaching(uri):
+        return _upload(fs, path, local, exclude, sent)
+
+
+def _upload(fs: Any, path: str, local: Path, exclude: tuple[str, ...], sent: dict[str, tuple[int, int]] | None) -> int:
     n = 0
     for f in sorted(p for p in local.rglob("*") if p.is_file()) if local.is_dir() else []:
         rel = f.relative_to(local).as_posix()

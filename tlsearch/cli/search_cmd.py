@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tlsearch.search.checks import check_datasets, check_environment
+from tlsearch.search.checks import check_datasets, check_environment, check_storage
 from tlsearch.search.spec import load_spec
 
 out = Console()
@@ -27,6 +27,7 @@ def validate_cmd(
     check_pretrained(s, str(spec))
     check_checkpoints(s, str(spec))
     check_environment(s, str(spec))
+    check_storage(s, str(spec))
     if data:
         with out.status("checking the datasets ..."):
             check_datasets(s, str(spec))
@@ -60,6 +61,7 @@ def run_cmd(
     for d in dirs:  # before anything is created: a wrong path is a clear error, not a half-made experiment
         Experiment.open(d)
     check_environment(s, str(spec), address)
+    check_storage(s, str(spec), storage)
     import_pretrained(s, str(spec))
     with out.status("checking the datasets ..."):
         data = check_datasets(s, str(spec))  # before Ray starts: a typo must not fail every trial

@@ -13,13 +13,17 @@ through Tune's public Callback hooks:
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
 from tlsearch import remote
+from tlsearch.errors import StorageError
 from tlsearch.search.experiment import Experiment
+
+log = logging.getLogger(__name__)
 
 
 class RemoteSync(Callback):
@@ -55,9 +59,15 @@ class RemoteSync(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self._seed(trial)
 
+    def _push(self) -> None:
+        try:
+            self.exp.push(sent=self._sent)
+        except StorageError as exc:  # the store is unreachable for now: the study goes on, the next snapshot retries
+            log.warning("could not upload the driver's files: %s", exc)
+
     def get_state(self) -> dict[str, Any] | None:
-        self.exp.push(sent=self._sent)
+        self._push()
         return None  # nothing of its own to restore
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.exp.push(sent=self._sent)
+        self._push()

@@ -99,6 +99,20 @@ def check_environment(spec: SearchSpec, where: str = "space.yaml", address: str 
                              "a cluster with GPUs (cluster.address or --address)")
 
 
+def check_storage(spec: SearchSpec, where: str = "space.yaml", storage: str | None = None) -> None:
+    """Object-store locations (``storage``, ``cluster.pt_store``) must be reachable before anything runs."""
+    from tlsearch import remote
+    from tlsearch.errors import StorageError
+
+    for field, uri in (("storage" if storage is None else "--storage", storage or spec.storage),
+                       ("cluster.pt_store", spec.cluster.pt_store)):
+        if remote.is_remote(uri):
+            try:
+                remote.check(uri)
+            except StorageError as exc:
+                raise StorageError(f"{where}: {field}: {exc}") from None
+
+
 def _local_gpus() -> int:
     import torch
 
