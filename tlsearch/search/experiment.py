@@ -89,16 +89,15 @@ class Experiment:
         where = str(storage or spec.storage)
         if remote.is_remote(where):
             uri = remote.join(where, name or spec.name)
-            if remote.exists(remote.join(uri, "optuna.journal")):
-                raise UserInputError(f"{uri}: an experiment of this name already exists; fix: continue it with "
-                                     f"`tlsearch resume {uri}`, or start a new one with --name")
-            root = remote.mirror(uri)
-            shutil.rmtree(root, ignore_errors=True)  # a mirror left by an earlier attempt that never synced
+            root, taken = remote.mirror(uri), remote.exists(remote.join(uri, "optuna.journal"))
         else:
             uri, root = None, Path(where).expanduser().resolve() / (name or spec.name)
-            if (root / "optuna.journal").exists():
-                raise UserInputError(f"{root}: an experiment of this name already exists; fix: continue it with "
-                                     f"`tlsearch resume {root}`, or start a new one with --name")
+            taken = (root / "optuna.journal").exists()
+        if taken:
+            raise UserInputError(f"{uri or root}: an experiment of this name already exists; fix: continue it with "
+                                 f"`tlsearch resume {uri or root}`, or start a new one with --name")
+        if uri:
+            shutil.rmtree(root, ignore_errors=True)  # a mirror left by an earlier attempt that never synced
         root.mkdir(parents=True, exist_ok=True)
         exp = cls(root, uri)
         exp.spec_path.write_text(json.dumps(spec.model_dump(mode="json"), indent=1))
