@@ -142,6 +142,15 @@ def _spawn(tmp_path: Path, tag: str, n_ready: int, sleep_s: float, **env: str) -
     )
 
 
+def _await_training(tmp_path: Path, tag: str, proc: subprocess.Popen) -> None:
+    """Wait until the worker ``tag`` (``proc``) is inside its train function; fail if it exits first."""
+    deadline = time.time() + 120
+    while not (tmp_path / "flags" / f"started-{tag}").exists():
+        assert proc.poll() is None, f"{tag} exited before training: {proc.communicate()[1][-2000:]}"
+        assert time.time() < deadline, f"{tag} never started training"
+        time.sleep(0.02)
+
+
 @pytest.mark.timeout(180)
 def test_concurrent_processes_train_once(tmp_path):
     (tmp_path / "flags").mkdir()
@@ -214,14 +223,8 @@ def test_crash_while_writing_leaves_no_entry_or_temp_file(tmp_path, monkeypatch)
 def test_sigkill_during_training_leaves_no_entry(tmp_path):
     (tmp_path / "flags").mkdir()
     proc = _spawn(tmp_path, "victim", 1, 600.0)  # trains "forever"
-    started = tmp_path / "flags" / "started-victim"
     try:
-        deadline = time.time() + 120
-        while not started.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"worker exited early: {proc.communicate()[1]}")
-            assert time.time() < deadline, "worker never started training"
-            time.sleep(0.02)
+        _await_training(tmp_path, "victim", proc)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
@@ -256,11 +259,9 @@ def test_the_waiting_process_takes_over_when_the_trainer_is_killed(tmp_path):
     victim = _spawn(tmp_path, "victim", 1, 600.0)
     survivor = None
     try:
-        deadline = time.time() + 120
-        while not (tmp_path / "flags" / "started-victim").exists():
-            assert victim.poll() is None and time.time() < deadline, "the victim never started training"
-            time.sleep(0.02)
+        _await_training(tmp_path, "victim", victim)
         survivor = _spawn(tmp_path, "survivor", 1, 0.5)
+        deadline = time.time() + 120
         while not (tmp_path / "flags" / "ready-survivor").exists():
             assert survivor.poll() is None and time.time() < deadline, survivor.communicate()[1]
             time.sleep(0.02)
@@ -290,10 +291,7 @@ def test_a_waiter_names_a_hung_trainer_and_gives_up_after_the_wait_limit(tmp_pat
     (tmp_path / "flags").mkdir()
     hung = _spawn(tmp_path, "hung", 1, 600.0)
     try:
-        deadline = time.time() + 120
-        while not (tmp_path / "flags" / "started-hung").exists():
-            assert hung.poll() is None and time.time() < deadline, "the trainer never started"
-            time.sleep(0.02)
+        _await_training(tmp_path, "hung", hung)
         waiter = _spawn(tmp_path, "waiter", 1, 0.1, TLSEARCH_PT_WAIT_S="3", TLSEARCH_PT_NOTE_S="1")
         out, err = waiter.communicate(timeout=120)
         assert hung.poll() is None  # still training

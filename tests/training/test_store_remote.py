@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.training.test_store import MATERIAL, REPO, WORKER, CountingTrain, _states_equal
+from tests.training.test_store import MATERIAL, REPO, WORKER, CountingTrain, _await_training, _states_equal
 from tlsearch import remote
 from tlsearch.training.store import PretrainStore
 
@@ -70,10 +70,7 @@ def test_a_killed_trainers_claim_is_taken_over_when_its_heartbeat_stops(s3, tmp_
     victim = _node(tmp_path, uri, "victim", 1, 600.0, lease_s=3)
     survivor = None
     try:
-        deadline = time.time() + 120
-        while not (tmp_path / "flags" / "started-victim").exists():
-            assert victim.poll() is None and time.time() < deadline, "the victim never started training"
-            time.sleep(0.05)
+        _await_training(tmp_path, "victim", victim)
         assert any(k.endswith(".claim") for k in _keys(uri))
         survivor = _node(tmp_path, uri, "survivor", 1, 0.2, lease_s=3)
         time.sleep(4)  # the survivor waits on the victim's live claim (it beats every 0.75 s)
@@ -119,10 +116,7 @@ def test_a_waiter_names_the_claim_holder_and_gives_up_after_the_wait_limit(s3, t
     uri = remote.join(s3, "pretrained")
     hung = _node(tmp_path, uri, "hung", 1, 600.0)
     try:
-        deadline = time.time() + 120
-        while not (tmp_path / "flags" / "started-hung").exists():
-            assert hung.poll() is None and time.time() < deadline, "the trainer never started"
-            time.sleep(0.05)
+        _await_training(tmp_path, "hung", hung)
         waiter = _node(tmp_path, uri, "waiter", 1, 0.1, TLSEARCH_PT_WAIT_S="3", TLSEARCH_PT_NOTE_S="1")
         out, err = waiter.communicate(timeout=120)
         assert hung.poll() is None
