@@ -170,3 +170,40 @@ def test_ray_checkpoint_manager_deletion_of_a_missing_checkpoint(tmp_path):
     (kept / "state.pt").write_bytes(b"x")
     manager._delete_fs_path(fs=fs, fs_path=str(kept))
     assert not kept.exists()
+
+
+def test_ray_experiment_snapshot_waits_for_the_previous_upload(tmp_path):
+    """Tune's experiment snapshots (_ExperimentCheckpointManager.sync_up_experiment_state) are serialised after
+    the previous background upload by serialize_experiment_syncs, which reads the manager's throttle state and
+    its storage's syncer: a snapshot that is due waits for the syncer; one that is not due does not."""
+    try:
+        from ray.train._internal.storage import StorageContext
+        from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+    except ImportError as exc:
+        pytest.fail(_moved("ray", f"ray.tune.execution.experiment_state._ExperimentCheckpointManager ({exc})"))
+    import inspect
+
+    params = list(inspect.signature(_ExperimentCheckpointManager.sync_up_experiment_state).parameters)
+    assert params[:4] == ["self", "save_fn", "force", "wait"], _moved("ray", f"sync_up_experiment_state{params}")
+    _compat.serialize_experiment_syncs()
+    _compat.serialize_experiment_syncs()  # idempotent
+    m = _ExperimentCheckpointManager(storage=None, checkpoint_period=1000)
+    for name in ("_should_force_sync_up", "_last_save_time", "_checkpoint_period", "_storage"):
+        assert hasattr(m, name), _moved("ray", f"_ExperimentCheckpointManager.{name}")
+    assert "syncer" in inspect.getsource(StorageContext.__init__), _moved("ray", "StorageContext.syncer")
+    waits, saves = [], []
+
+    class Syncer:  # the storage's background syncer, as the manager uses it (no Ray session needed)
+        def wait(self, *a, **k):
+            waits.append(1)
+
+        def sync_up(self, *a, **k):
+            return False
+
+    from types import SimpleNamespace
+
+    m._storage = SimpleNamespace(syncer=Syncer(), experiment_driver_staging_path=str(tmp_path),
+                                 experiment_fs_path=str(tmp_path / "store"))
+    m.sync_up_experiment_state(lambda: saves.append(1))  # first snapshot: due
+    m.sync_up_experiment_state(lambda: saves.append(1))  # within the period: not due, no save, no wait
+    assert saves == [1] and len(waits) == 1, (saves, waits)

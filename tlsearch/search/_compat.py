@@ -105,6 +105,35 @@ def tolerate_deleted_checkpoints() -> None:
     manager._delete_fs_path = tolerant
 
 
+def serialize_experiment_syncs() -> None:
+    """Let Tune's experiment snapshot wait for its previous background upload before it writes the next one.
+    Tune uploads the driver's staging directory in the background and, at the next snapshot, writes new state
+    files there (``tmp-searcher-state-*.pkl``, renamed into place) while that upload may still be listing them:
+    the upload then fails on a file already renamed, and Tune logs a traceback ("Saving experiment state to
+    storage ... failed"; seen with ``storage: s3://...`` in tests/search/test_object_storage.py). The next upload
+    copies everything again, so the only loss was the log and a late snapshot. Public API missing: no option
+    orders the two. A failed earlier upload is not raised here: the upload that follows repeats it. Idempotent."""
+    import time
+
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager as manager
+
+    sync_up = manager.sync_up_experiment_state
+    if getattr(sync_up, "tlsearch_serial", False):
+        return
+
+    def serial(self: Any, save_fn: Any, force: bool = False, wait: bool = False) -> Any:
+        due = force or self._should_force_sync_up or time.monotonic() - self._last_save_time >= self._checkpoint_period
+        if due and self._storage is not None:
+            try:
+                self._storage.syncer.wait()
+            except Exception:  # noqa: BLE001 - the earlier upload failed; the one launched below repeats it
+                pass
+        return sync_up(self, save_fn, force=force, wait=wait)
+
+    serial.tlsearch_serial = True  # type: ignore[attr-defined]
+    manager.sync_up_experiment_state = serial
+
+
 # ---- W&B ----------------------------------------------------------------------------------------------------
 def wandb_record_class() -> Any:
     """W&B's Record protobuf, to read a run's ``.wandb`` transaction log. Public API missing: W&B reads its own

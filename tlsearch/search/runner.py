@@ -128,11 +128,13 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
 
-    from tlsearch.search._compat import restored_callbacks, restored_scheduler, tolerate_deleted_checkpoints
+    from tlsearch.search._compat import (restored_callbacks, restored_scheduler, serialize_experiment_syncs,
+                                         tolerate_deleted_checkpoints)
 
     from tlsearch.search._optuna import CycleSampler, ResumableOptunaSearch
 
     tolerate_deleted_checkpoints()  # a resumed study's state may list an old checkpoint a dead driver deleted
+    serialize_experiment_syncs()  # a snapshot never writes files its previous background upload is listing
     # graphs and PT models live in the shared caches ($TLSEARCH_CACHE), so later studies reuse them
     paths = {k: v for k, v in {"cache_dir": os.environ.get("TLSEARCH_CACHE", ""),
                                "store_dir": spec.cluster.pt_store or ""}.items() if v}
