@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,34 @@ def _await_training(tmp_path: Path, tag: str, proc: subprocess.Popen) -> None:
         time.sleep(0.02)
 
 
+def _kill_trainer_while_survivor_waits(tmp_path: Path, victim: subprocess.Popen,
+                                      start_survivor: Callable[[], subprocess.Popen],
+                                      wait_s: float) -> tuple[dict, float]:
+    """With ``victim`` inside its train function, start the survivor; after ``wait_s`` it must still be waiting (not
+    training); SIGKILL the victim and return the survivor's result and the time of the kill. Both processes are
+    gone afterwards, whatever happens."""
+    survivor = None
+    try:
+        _await_training(tmp_path, "victim", victim)
+        survivor = start_survivor()
+        deadline = time.time() + 120
+        while not (tmp_path / "flags" / "ready-survivor").exists():
+            assert survivor.poll() is None and time.time() < deadline, survivor.communicate()[1]
+            time.sleep(0.02)
+        time.sleep(wait_s)  # it asks the store and waits on the victim
+        assert survivor.poll() is None and not (tmp_path / "flags" / "started-survivor").exists()
+        os.kill(victim.pid, signal.SIGKILL)
+        killed = time.time()
+        out, err = survivor.communicate(timeout=120)
+    finally:
+        for p in (victim, survivor):
+            if p is not None and p.poll() is None:
+                p.kill()
+        victim.communicate(timeout=30)
+    assert survivor.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1]), killed
+
+
 @pytest.mark.timeout(180)
 def test_concurrent_processes_train_once(tmp_path):
     (tmp_path / "flags").mkdir()
@@ -257,25 +286,7 @@ def test_the_waiting_process_takes_over_when_the_trainer_is_killed(tmp_path):
     trainer is left."""
     (tmp_path / "flags").mkdir()
     victim = _spawn(tmp_path, "victim", 1, 600.0)
-    survivor = None
-    try:
-        _await_training(tmp_path, "victim", victim)
-        survivor = _spawn(tmp_path, "survivor", 1, 0.5)
-        deadline = time.time() + 120
-        while not (tmp_path / "flags" / "ready-survivor").exists():
-            assert survivor.poll() is None and time.time() < deadline, survivor.communicate()[1]
-            time.sleep(0.02)
-        time.sleep(2)  # it asks the store and waits on the victim's lock
-        assert survivor.poll() is None and not (tmp_path / "flags" / "started-survivor").exists()
-        os.kill(victim.pid, signal.SIGKILL)
-        out, err = survivor.communicate(timeout=120)
-    finally:
-        for p in (victim, survivor):
-            if p is not None and p.poll() is None:
-                p.kill()
-        victim.communicate(timeout=30)
-    assert survivor.returncode == 0, err
-    r = json.loads(out.strip().splitlines()[-1])
+    r, _ = _kill_trainer_while_survivor_waits(tmp_path, victim, lambda: _spawn(tmp_path, "survivor", 1, 0.5), 2)
     assert r["hit"] is False and r["by"] == "survivor" and r["wait"] > 1.5  # it waited, then trained
     assert (tmp_path / "counter.txt").read_text().splitlines() == ["victim", "survivor"]
     store = PretrainStore(tmp_path / "store")

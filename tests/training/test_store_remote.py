@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.training.test_store import MATERIAL, REPO, WORKER, CountingTrain, _await_training, _states_equal
+from tests.training.test_store import (MATERIAL, REPO, WORKER, CountingTrain, _await_training,
+                                       _kill_trainer_while_survivor_waits, _states_equal)
 from tlsearch import remote
 from tlsearch.training.store import PretrainStore
 
@@ -68,23 +67,11 @@ def test_two_nodes_train_once_through_the_object_store(s3, tmp_path, monkeypatch
 def test_a_killed_trainers_claim_is_taken_over_when_its_heartbeat_stops(s3, tmp_path):
     uri = remote.join(s3, "pretrained")
     victim = _node(tmp_path, uri, "victim", 1, 600.0, lease_s=3)
-    survivor = None
-    try:
-        _await_training(tmp_path, "victim", victim)
-        assert any(k.endswith(".claim") for k in _keys(uri))
-        survivor = _node(tmp_path, uri, "survivor", 1, 0.2, lease_s=3)
-        time.sleep(4)  # the survivor waits on the victim's live claim (it beats every 0.75 s)
-        assert survivor.poll() is None and not (tmp_path / "flags" / "started-survivor").exists()
-        os.kill(victim.pid, signal.SIGKILL)
-        killed = time.time()
-        out, err = survivor.communicate(timeout=120)
-    finally:
-        for p in (victim, survivor):
-            if p is not None and p.poll() is None:
-                p.kill()
-        victim.communicate(timeout=30)
-    assert survivor.returncode == 0, err
-    r = json.loads(out.strip().splitlines()[-1])
+    _await_training(tmp_path, "victim", victim)
+    assert any(k.endswith(".claim") for k in _keys(uri))
+    # the survivor waits on the victim's live claim (it beats every 0.75 s)
+    r, killed = _kill_trainer_while_survivor_waits(
+        tmp_path, victim, lambda: _node(tmp_path, uri, "survivor", 1, 0.2, lease_s=3), 4)
     assert r["hit"] is False and r["by"] == "survivor" and r["wait"] > 1.5
     # it trained only once the dead claim's heartbeat was a lease (3 s) old: at least 3 s - one beat after the kill
     assert (tmp_path / "flags" / "started-survivor").stat().st_mtime - killed > 3 - 3 / 4 - 0.1
