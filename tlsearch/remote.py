@@ -134,18 +134,18 @@ def delete(uri: str) -> None:
         pass
 
 
-def download(uri: str, local: Path, exclude: tuple[str, ...] = (), only: tuple[str, ...] = ("*",)) -> int:
-    """Copy the files under ``uri`` (relative paths matching ``only`` and none of ``exclude``) into ``local``
-    that differ from the local copy (size or time); each lands atomically. Returns how many were copied."""
+def download(uri: str, local: Path, exclude: tuple[str, ...] = ()) -> int:
+    """Copy the files under ``uri`` (relative paths matching none of ``exclude``) into ``local`` that differ from
+    the local copy (size or time); each lands atomically. Returns how many were copied."""
     fs, path = filesystem(uri)
     with _reaching(uri):
-        return _download(fs, path, local, exclude, only)
+        return _download(fs, path, local, exclude)
 
 
-def _download(fs: Any, path: str, local: Path, exclude: tuple[str, ...], only: tuple[str, ...]) -> int:
+def _download(fs: Any, path: str, local: Path, exclude: tuple[str, ...]) -> int:
     n = 0
     for rel, (size, mtime) in _files(fs, path).items():
-        if _excluded(rel, exclude) or not _excluded(rel, only):
+        if _excluded(rel, exclude):
             continue
         dest = local / rel
         if dest.exists() and dest.stat().st_size == size and abs(dest.stat().st_mtime - mtime) < 1:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["asha_knows", "asha_rungs", "optuna_study", "optuna_trials", "restored_scheduler", "searcher_seed",
-           "set_asha_rungs", "set_stored_user_attr", "tolerate_deleted_checkpoints", "wandb_record_class"]
+__all__ = ["asha_knows", "asha_rungs", "optuna_study", "optuna_trials", "rebind_study", "restored_callbacks",
+           "restored_scheduler", "searcher_seed", "serialize_experiment_syncs", "set_asha_rungs",
+           "set_stored_user_attr", "tolerate_deleted_checkpoints", "wandb_record_class"]
 
 # ---- Optuna ----------------------------------------------------------------------------------------------
 def set_stored_user_attr(study: Any, frozen: Any, key: str, value: Any) -> None:

@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from tlsearch import remote
-
-LEASE_S = float(os.environ.get("TLSEARCH_PT_LEASE_S", "60"))
+from tlsearch._io import write_atomic
+from tlsearch.errors import StorageError
 
 
 class RemoteTier:
-    def __init__(self, uri: str, lease_s: float = LEASE_S, settle_s: float = 1.0, poll_s: float = 1.0) -> None:
+    def __init__(self, uri: str, lease_s: float | None = None, settle_s: float = 1.0, poll_s: float = 1.0) -> None:
+        lease_s = float(os.environ.get("TLSEARCH_PT_LEASE_S", "60")) if lease_s is None else lease_s
         self.uri, self.lease_s, self.settle_s, self.poll_s = uri.rstrip("/"), lease_s, settle_s, poll_s
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -46,8 +47,6 @@ class RemoteTier:
         data = remote.read_bytes(self._entry(key))
         if data is None:
             return False
-        from tlsearch._io import write_atomic
-
         write_atomic(dest, data)
         return True
 
@@ -110,7 +109,7 @@ class RemoteTier:
             while not stop.wait(self.lease_s / 4):
                 try:
                     self._write_claim(key, started)
-                except OSError:  # the store is unreachable for a moment: the next beat tries again
+                except (StorageError, OSError):  # the store is unreachable for a moment: the next beat tries again
                     pass
 
         t = threading.Thread(target=beat, name=f"pt-claim-{key[:8]}", daemon=True)

@@ -74,7 +74,7 @@ class PretrainStore:
         except (OSError, ValueError, KeyError):
             return "a process that has not said who it is"
 
-    def _waited(self, key: str, t0: float) -> float:
+    def _waited(self, key: str, t0: float) -> None:
         """Log who is awaited; raise PretrainWaitError past ``wait_s``."""
         waited = time.perf_counter() - t0
         who = self.holder(key) if self.shared is None else self.shared.holder_of(key)
@@ -83,7 +83,6 @@ class PretrainStore:
             raise PretrainWaitError(f"PT model {key[:12]}: waited {waited:.0f} s (TLSEARCH_PT_WAIT_S={self.wait_s:g}) "
                                     f"for {who}; fix: that process may hang: stop it (the next request trains "
                                     "the model), or raise TLSEARCH_PT_WAIT_S")
-        return waited
 
     @contextmanager
     def _locked(self, key: str, t0: float) -> Iterator[None]:
