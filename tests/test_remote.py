@@ -81,7 +81,7 @@ def _cli(*args: str, tmp_path) -> "subprocess.CompletedProcess":
 
 def test_bad_object_store_locations_through_the_cli(s3, tmp_path):
     """One line naming the location and the fix, exit 2, no traceback: a missing bucket in --storage and in
-    cluster.pt_store, and an experiment URI with nothing there."""
+    cluster.pt_store and cluster.graph_store, and an experiment URI with nothing there."""
     import yaml
 
     from tests.search.test_run import SMOKE
@@ -90,7 +90,11 @@ def test_bad_object_store_locations_through_the_cli(s3, tmp_path):
     data["cluster"] = {"pt_store": "s3://no-such-pt-bucket/pretrained"}
     spec = tmp_path / "s.yaml"
     spec.write_text(yaml.safe_dump(data))
+    data["cluster"] = {"graph_store": "s3://no-such-graph-bucket/graphs"}
+    graphs = tmp_path / "g.yaml"
+    graphs.write_text(yaml.safe_dump(data))
     cases = [(("validate", str(spec)), "cluster.pt_store: s3://no-such-pt-bucket/pretrained: bucket"),
+             (("validate", str(graphs)), "cluster.graph_store: s3://no-such-graph-bucket/graphs: bucket"),
              (("run", str(spec), "--storage", "s3://no-such-bucket/exps"), "--storage: s3://no-such-bucket/exps: bucket"),
              (("status", remote.join(s3, "exps", "nothing")), "not a tlsearch experiment (no spec.json there)")]
     for args, says in cases:

@@ -45,6 +45,7 @@ def test_study_on_s3_driver_killed_resumed_from_another_machine(s3, s3_server, t
     trials, epochs = 4, 30
     data = _spec_data(trials=trials, max_epochs=epochs, pt_epochs=2)
     data["cluster"]["pt_store"] = remote.join(s3, "pretrained")
+    data["cluster"]["graph_store"] = remote.join(s3, "graphs")
     data["resources"]["checkpoint_interval_s"] = 0.5
     spec = dir_a / "space.yaml"
     spec.write_text(yaml.safe_dump(data))
@@ -112,6 +113,16 @@ def test_study_on_s3_driver_killed_resumed_from_another_machine(s3, s3_server, t
     assert users.height and (users.group_by("pt_key").agg((~pl.col("pt_store_hit")).sum().alias("n"))["n"]
                              <= 1).all(), users.select("trial", "pt_key", "pt_store_hit")
     assert set(users["pt_key"]) == {k.removesuffix(".pt") for k in pt}
+    # the graph packs went through the store too: none in a machine's own graph cache, every one in B's mirror
+    # the same bytes as on the store, and no claim left behind
+    packs = _objects(remote.join(s3, "graphs"), "")
+    assert packs and all(k.endswith(".tlg") for k in packs), packs
+    assert not (dir_a / "cache" / "graphs").exists() and not (dir_b / "cache" / "graphs").exists()
+    mirror_b = dir_b / "cache" / "remote" / "s3" / s3.removeprefix("s3://") / "graphs"
+    mine = {str(f.relative_to(mirror_b)) for f in mirror_b.rglob("*.tlg")}
+    assert mine, "machine B's trials took no graph pack from the store"
+    for k in mine:
+        assert k in packs and (mirror_b / k).read_bytes() == remote.read_bytes(remote.join(s3, "graphs", k)), k
     # every finished trial's model came down from the store (the checkpoints Tune's workers uploaded)
     from tlsearch.analysis import load_trials
 

@@ -6,12 +6,19 @@ and of the graph parameters, builder and version. A request for a list of struct
 new pack first reuses any graph already present in other packs of the same parameters (a grown or
 re-ordered dataset rebuilds only what is new), builds the rest in parallel across cores, and writes the
 pack atomically under a file lock (concurrent requesters wait and reuse). A pack that fails its checksum
-is rebuilt. The directory may be on a shared filesystem.
+is rebuilt.
+
+Where packs live: the graph store (``store``, else ``$TLSEARCH_GRAPH_STORE``, which a study sets on every
+worker from ``cluster.graph_store``) or ``<cache>/graphs``. A directory may be on a filesystem every node
+mounts. An object-store URI (``s3://bucket/graphs``) is a shared tier: each node keeps a mirror, asks the
+store before it builds, and coordinates through claims with heartbeats (``tlsearch/_remote_tier.py``), so a
+pack is built once for all nodes and a node that dies while it builds is taken over once its lease runs out.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -23,6 +30,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
+from tlsearch import remote
 from tlsearch._io import read_header, stable_hash
 from tlsearch.data._structures import atoms_from_arrays, structure_digest
 from tlsearch.errors import CorruptEntryError
@@ -33,6 +41,8 @@ from tlsearch.paths import cache_root
 
 Progress = Callable[[int, int], None]
 PARALLEL_MIN = 5000  # below this, spawning workers (each imports torch + alignn, ~3 s) costs more than it saves
+STORE_ENV = "TLSEARCH_GRAPH_STORE"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,10 +75,19 @@ def _build_chunk(params: GraphParams, items: list[tuple[Any, Any, list[str]]]) -
 
 class GraphCache:
     def __init__(self, params: GraphParams | None = None, root: str | Path | None = None, workers: int | None = None,
-                 parallel_min: int = PARALLEL_MIN) -> None:
+                 parallel_min: int = PARALLEL_MIN, store: str | Path | None = None) -> None:
         self.params = params or GraphParams()
         self._phash = stable_hash(self.params.key_material())
-        self.dir = cache_root(root) / "graphs" / self._phash[:16]
+        store = store or os.environ.get(STORE_ENV) or None
+        self.shared = None
+        if remote.is_remote(store):
+            from tlsearch._remote_tier import RemoteTier
+
+            self.shared = RemoteTier(remote.join(str(store), self._phash[:16]), ".tlg")
+            base = remote.mirror(str(store))
+        else:
+            base = Path(store).expanduser() if store else cache_root(root) / "graphs"
+        self.dir = base / self._phash[:16]
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.parallel_min = parallel_min
 
@@ -81,15 +100,42 @@ class GraphCache:
     def get(self, structures: Sequence[Any], progress: Progress | None = None) -> GraphSet:
         keys = [self.key(a) for a in structures]
         path = self.pack_path(keys)
-        found = self._try_load(path, keys)
+        found = self._try_load(path, keys) or self._from_store(path, keys)
         if found is not None:
             return found
         self.dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path) + ".lock"):
-            found = self._try_load(path, keys)  # another process may have built it while we waited
+        with FileLock(str(path) + ".lock"):  # one process per node builds or fetches it
+            found = self._try_load(path, keys) or self._from_store(path, keys)  # made while we waited
             if found is not None:
                 return found
-            return self._build(structures, keys, path, progress)
+            if self.shared is None:
+                return self._build(structures, keys, path, progress)
+            return self._build_shared(structures, keys, path, progress)
+
+    def _from_store(self, path: Path, keys: list[str]) -> GraphSet | None:
+        """The pack from the object store, verified like a local one (a damaged one is removed there)."""
+        if self.shared is None or not self.shared.fetch(path.stem, path):
+            return None
+        found = self._try_load(path, keys)
+        if found is None:
+            self.shared.discard(path.stem)
+        return found
+
+    def _build_shared(self, structures: Sequence[Any], keys: list[str], path: Path,
+                      progress: Progress | None) -> GraphSet:
+        """Wait while another node builds the pack; else claim it, build, and publish it to the store."""
+        def note() -> None:
+            log.warning("graph pack %s: waiting for %s", path.stem[:12], self.shared.holder_of(path.stem))
+
+        while self.shared.wait_or_claim(path.stem, path, note=note):
+            found = self._try_load(path, keys)
+            if found is not None:
+                return found
+            self.shared.discard(path.stem)  # damaged on the store: build it here
+        with self.shared.holding(path.stem):
+            built = self._build(structures, keys, path, progress)
+            self.shared.publish(path.stem, path)
+        return built
 
     # -------------------------------------------------------------------------------------------
     def _try_load(self, path: Path, keys: list[str]) -> GraphSet | None:

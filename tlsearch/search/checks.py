@@ -100,12 +100,14 @@ def check_environment(spec: SearchSpec, where: str = "space.yaml", address: str 
 
 
 def check_storage(spec: SearchSpec, where: str = "space.yaml", storage: str | None = None) -> None:
-    """Object-store locations (``storage``, ``cluster.pt_store``) must be reachable before anything runs."""
+    """Object-store locations (``storage``, ``cluster.pt_store``, ``cluster.graph_store``) must be reachable
+    before anything runs."""
     from tlsearch import remote
     from tlsearch.errors import StorageError
 
     for field, uri in (("storage" if storage is None else "--storage", storage or spec.storage),
-                       ("cluster.pt_store", spec.cluster.pt_store)):
+                       ("cluster.pt_store", spec.cluster.pt_store),
+                       ("cluster.graph_store", spec.cluster.graph_store)):
         if remote.is_remote(uri):
             try:
                 remote.check(uri)

@@ -132,6 +132,8 @@ class Cluster(_Strict):
     # where the trials of every node share PT models: a directory all nodes see, or an object-store URI
     # (s3://BUCKET/PATH; each node keeps a mirror); None: $TLSEARCH_CACHE/pretrained on each node
     pt_store: str | None = None
+    # where they share graph packs, the same way; None: $TLSEARCH_CACHE/graphs on each node
+    graph_store: str | None = None
 
 
 class SearchSpec(_Strict):

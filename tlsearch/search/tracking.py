@@ -35,7 +35,8 @@ def effective_mode(spec: SearchSpec) -> str:
 def worker_env(spec: SearchSpec) -> dict[str, str]:
     env = {"WANDB_MODE": effective_mode(spec), "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true",
            "TLSEARCH_CACHE": os.environ.get("TLSEARCH_CACHE", ""), "PYTHONWARNINGS": "ignore",
-           **remote.env()}  # workers open the same object-store URIs (checkpoints, the PT store)
+           "TLSEARCH_GRAPH_STORE": spec.cluster.graph_store or os.environ.get("TLSEARCH_GRAPH_STORE", ""),
+           **remote.env()}  # workers open the same object-store URIs (checkpoints, the PT and graph stores)
     os.environ["WANDB_MODE"] = env["WANDB_MODE"]
     return {k: v for k, v in env.items() if v}
 

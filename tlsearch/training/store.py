@@ -12,7 +12,7 @@ kernel, so only a hung one makes a waiter wait).
 
 The directory may sit on a filesystem shared by every node; or the store is an object-store URI
 (``s3://bucket/pretrained``) and each node keeps a mirror of it, asking the store before it trains
-(``_store_remote.py``: claims with heartbeats in place of a lock).
+(``tlsearch/_remote_tier.py``: claims with heartbeats in place of a lock).
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ class PretrainStore:
     def __init__(self, root: str | Path | None = None) -> None:
         self.shared = None
         if remote.is_remote(root):
-            from tlsearch.training._store_remote import RemoteTier
+            from tlsearch._remote_tier import RemoteTier
 
-            self.shared, root = RemoteTier(str(root)), remote.mirror(str(root))
+            self.shared, root = RemoteTier(str(root), ".pt"), remote.mirror(str(root))
         self.root = Path(root) if root is not None else cache_root() / "pretrained"
         self.wait_s = float(os.environ.get("TLSEARCH_PT_WAIT_S", "0"))
         self.note_s = float(os.environ.get("TLSEARCH_PT_NOTE_S", "60"))

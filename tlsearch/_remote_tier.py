@@ -1,14 +1,17 @@
-"""The PT store's shared tier on an object store (``cluster.pt_store: s3://...``), for nodes that share no
-filesystem: each node keeps its entries in a local mirror and asks the object store before training.
+"""A shared tier on an object store for entries that are expensive to make and the same wherever they are made:
+the PT store's models (``cluster.pt_store: s3://...``) and the graph cache's packs (``cluster.graph_store``),
+for nodes that share no filesystem. Each node keeps its entries in a local mirror and asks the object store
+before it makes one.
 
 An object store has no lock. Nodes coordinate through a claim object ``<key>.claim`` (holder, start, heartbeat):
 
-* an entry on the store is downloaded, verified like a local one, and used;
-* a live claim (heartbeat younger than ``lease_s``) means another node trains it: wait for the entry;
+* an entry ``<key><suffix>`` on the store is downloaded, verified like a local one by the caller, and used;
+* a live claim (heartbeat younger than ``lease_s``, ``TLSEARCH_STORE_LEASE_S``, default 60 s) means another
+  node makes it: wait for the entry;
 * a claim whose heartbeat has stopped (its node died, or was cut off) is stale: take over;
 * with no claim, write one, wait ``settle_s`` and read it back: when two nodes claimed at once, the last write
-  wins and the other waits (at worst both train: the same key is the same model, so either upload is right);
-* the holder beats every ``lease_s / 4`` while it trains, uploads the entry whole (one PUT: readers see all
+  wins and the other waits (at worst both make it: the same key is the same entry, so either upload is right);
+* the holder beats every ``lease_s / 4`` while it works, uploads the entry whole (one PUT: readers see all
   of it or nothing) and then deletes its claim.
 """
 
@@ -29,15 +32,19 @@ from tlsearch import remote
 from tlsearch._io import write_atomic
 from tlsearch.errors import StorageError
 
+LEASE_ENV = "TLSEARCH_STORE_LEASE_S"
+
 
 class RemoteTier:
-    def __init__(self, uri: str, lease_s: float | None = None, settle_s: float = 1.0, poll_s: float = 1.0) -> None:
-        lease_s = float(os.environ.get("TLSEARCH_PT_LEASE_S", "60")) if lease_s is None else lease_s
-        self.uri, self.lease_s, self.settle_s, self.poll_s = uri.rstrip("/"), lease_s, settle_s, poll_s
+    def __init__(self, uri: str, suffix: str, lease_s: float | None = None, settle_s: float = 1.0,
+                 poll_s: float = 1.0) -> None:
+        lease_s = float(os.environ.get(LEASE_ENV, "60")) if lease_s is None else lease_s
+        self.uri, self.suffix = uri.rstrip("/"), suffix
+        self.lease_s, self.settle_s, self.poll_s = lease_s, settle_s, poll_s
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def _entry(self, key: str) -> str:
-        return remote.join(self.uri, f"{key}.pt")
+        return remote.join(self.uri, f"{key}{self.suffix}")
 
     def _claim(self, key: str) -> str:
         return remote.join(self.uri, f"{key}.claim")
@@ -51,7 +58,7 @@ class RemoteTier:
         return True
 
     def discard(self, key: str) -> None:
-        """A damaged entry on the store is removed, so that it is trained again."""
+        """A damaged entry on the store is removed, so that it is made again."""
         remote.delete(self._entry(key))
 
     def publish(self, key: str, path: Path) -> None:
@@ -76,19 +83,19 @@ class RemoteTier:
         claim = self._read_claim(key)
         if not claim:
             return "no one (no claim on the store)"
-        return (f"{claim.get('holder')}, training since {time.strftime('%H:%M:%S', time.localtime(claim['started']))} "
+        return (f"{claim.get('holder')}, working since {time.strftime('%H:%M:%S', time.localtime(claim['started']))} "
                 f"(last heartbeat {time.time() - claim['beat']:.0f} s ago)")
 
     def wait_or_claim(self, key: str, dest: Path, note: Callable[[], Any] = lambda: None, note_s: float = 60) -> bool:
-        """Return True once another node's entry is at ``dest``; False once this process holds the claim (it
-        trains, inside :meth:`holding`). While it waits, ``note()`` every ``note_s`` seconds (it may raise)."""
+        """Return True once an entry from the store is at ``dest``; False once this process holds the claim (it
+        makes it, inside :meth:`holding`). While it waits, ``note()`` every ``note_s`` seconds (it may raise)."""
         noted = time.monotonic()
         while True:
             if self.fetch(key, dest):
                 return True
             claim = self._read_claim(key)
             if self._live(claim) and claim.get("holder") != self.holder:
-                time.sleep(self.poll_s)  # another node trains it
+                time.sleep(self.poll_s)  # another node makes it
                 if time.monotonic() - noted >= note_s:
                     noted = time.monotonic()
                     note()
@@ -101,7 +108,7 @@ class RemoteTier:
 
     @contextmanager
     def holding(self, key: str) -> Iterator[None]:
-        """Beat the claim while the body trains; the claim goes when it ends (an upload or an error)."""
+        """Beat the claim while the body makes the entry; the claim goes when it ends (an upload or an error)."""
         stop = threading.Event()
         started = time.time()
 
