@@ -81,7 +81,8 @@ def _cli(*args: str, tmp_path) -> "subprocess.CompletedProcess":
 
 def test_bad_object_store_locations_through_the_cli(s3, tmp_path):
     """One line naming the location and the fix, exit 2, no traceback: a missing bucket in --storage and in
-    cluster.pt_store and cluster.graph_store, and an experiment URI with nothing there."""
+    cluster.pt_store and cluster.graph_store, and an experiment URI with nothing there (to status, and as a
+    --warm-start source)."""
     import yaml
 
     from tests.search.test_run import SMOKE
@@ -96,7 +97,9 @@ def test_bad_object_store_locations_through_the_cli(s3, tmp_path):
     cases = [(("validate", str(spec)), "cluster.pt_store: s3://no-such-pt-bucket/pretrained: bucket"),
              (("validate", str(graphs)), "cluster.graph_store: s3://no-such-graph-bucket/graphs: bucket"),
              (("run", str(spec), "--storage", "s3://no-such-bucket/exps"), "--storage: s3://no-such-bucket/exps: bucket"),
-             (("status", remote.join(s3, "exps", "nothing")), "not a tlsearch experiment (no spec.json there)")]
+             (("status", remote.join(s3, "exps", "nothing")), "not a tlsearch experiment (no spec.json there)"),
+             (("run", str(SMOKE), "--warm-start", remote.join(s3, "exps", "gone")),
+              f"{remote.join(s3, 'exps', 'gone')}: not a tlsearch experiment")]
     for args, says in cases:
         proc = _cli(*args, tmp_path=tmp_path)
         assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)

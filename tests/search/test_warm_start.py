@@ -10,6 +10,7 @@ import polars as pl
 import yaml
 
 from tests.search.test_run import SMOKE, _env, _run_data
+from tlsearch import remote
 from tlsearch.search.experiment import Experiment
 from tlsearch.search.spec import spec_from_dict
 from tlsearch.search.warm_start import candidates
@@ -53,10 +54,10 @@ def test_warm_started_study_imports_finished_trials_and_runs_only_new_ones(tmp_p
     assert "imported from earlier studies" in (exp / "report.md").read_text()
 
 
-def test_trials_outside_the_space_are_skipped_with_the_reason(tmp_path):
+def test_trials_outside_the_space_are_skipped_with_the_reason(tmp_path, s3, monkeypatch):
     """Imports are decided on the trial configs: another PT length, or a strategy the space does not have,
-    keeps a trial out, and the reason names the difference. No training: the earlier study is made of real
-    Optuna trials written into a real experiment directory."""
+    keeps a trial out, and the reason names the difference. The earlier study may be on an object store,
+    read from another machine's cache. No training here: the earlier study's trials are read, not rerun."""
     env = _env(tmp_path)
     _run_data(tmp_path, env, _study(tmp_path, "earlier"))
     earlier = tmp_path / "exp" / "earlier"
@@ -73,3 +74,10 @@ def test_trials_outside_the_space_are_skipped_with_the_reason(tmp_path):
     assert len(imported) == 1 and skipped[0].reason.startswith("mode: 'finetune' (earlier) vs 'scratch' (this study)")
     names = [s.study_name for s in optuna.get_all_study_summaries(Experiment.open(earlier).optuna_storage())]
     assert names == ["earlier"]  # reading an earlier study changes nothing in it
+    # the same study on an object store (s3://, a real S3-compatible server), read on a machine that never saw it
+    uri = remote.join(s3, "exps", "earlier")
+    remote.upload(earlier, uri)
+    monkeypatch.setenv("TLSEARCH_CACHE", str(tmp_path / "other-machine"))
+    imported, skipped = candidates(spec_from_dict(later), [uri])
+    assert [(i.experiment, i.params.get("strategy")) for i, _, _ in imported] == [(uri, "scratch")]
+    assert [(s.experiment, s.reason) for s in skipped] == [(uri, sk.reason)]

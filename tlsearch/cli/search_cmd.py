@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from tlsearch import remote
 from tlsearch.search.checks import check_datasets, check_environment, check_storage
 from tlsearch.search.spec import load_spec
 
@@ -47,8 +48,9 @@ def run_cmd(
     storage: Optional[str] = typer.Option(None, help="Experiments directory or object-store URI (s3://BUCKET/PATH) "
                                           "(default: the spec's storage)."),
     address: Optional[str] = typer.Option(None, help="Join a Ray cluster: 'auto' or HOST:PORT (default: local)."),
-    warm_start: Optional[list[Path]] = typer.Option(None, "--warm-start", help="Experiment directory of an earlier "
-                                                    "study: its finished trials inside this space start the search "
+    warm_start: Optional[list[str]] = typer.Option(None, "--warm-start", help="Experiment directory (or s3:// URI) "
+                                                   "of an earlier study: its finished trials inside this space start "
+                                                   "the search "
                                                     "(not retrained); repeat for several; adds to the spec's "
                                                     "warm_start."),
 ) -> None:
@@ -57,7 +59,8 @@ def run_cmd(
     from tlsearch.search.runner import run_study
 
     s = load_spec(spec).renamed(name)
-    dirs = [Path(p) for p in s.warm_start] + [p.expanduser().resolve() for p in warm_start or []]
+    dirs = [p if remote.is_remote(p) else Path(p).expanduser().resolve()
+            for p in [*s.warm_start, *(warm_start or [])]]
     for d in dirs:  # before anything is created: a wrong path is a clear error, not a half-made experiment
         Experiment.open(d)
     check_environment(s, str(spec), address)
@@ -74,7 +77,7 @@ def run_cmd(
     _report(exp)
 
 
-def _warm_start(s, exp, dirs: list[Path]) -> None:  # noqa: ANN001
+def _warm_start(s, exp, dirs: list[str | Path]) -> None:  # noqa: ANN001
     """Import the earlier studies' finished trials that lie inside this space; say what was skipped and why."""
     from tlsearch.search.warm_start import import_trials
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tlsearch import remote
 from tlsearch.errors import PretrainedFileError, UserInputError
 
 
@@ -23,8 +24,8 @@ def resolve_paths(data: Any, base: Path) -> Any:
     def absolute(p: Any) -> Any:
         return str((base / Path(p).expanduser()).resolve()) if isinstance(p, str) and p else p
 
-    if isinstance(data.get("warm_start"), list):
-        data = {**data, "warm_start": [absolute(p) for p in data["warm_start"]]}
+    if isinstance(data.get("warm_start"), list):  # an experiment on an object store stays a URI
+        data = {**data, "warm_start": [p if remote.is_remote(p) else absolute(p) for p in data["warm_start"]]}
     d = dict(data["data"])
     if isinstance(d.get("pretrained"), list):
         d["pretrained"] = [absolute(p) for p in d["pretrained"]]

@@ -110,7 +110,8 @@ def _inside(spec: SearchSpec, params: dict[str, Any]) -> tuple[dict[str, Any], d
     return dict(trial.params), dict(trial.distributions), None
 
 
-def candidates(spec: SearchSpec, dirs: list[Path]) -> tuple[list[tuple[Imported, dict[str, Any], dict]], list[Skipped]]:
+def candidates(spec: SearchSpec,
+               dirs: list[str | Path]) -> tuple[list[tuple[Imported, dict[str, Any], dict]], list[Skipped]]:
     """(imports with their distributions and recorded results, skipped trials with reasons) from ``dirs``."""
     import optuna
     import polars as pl
@@ -123,23 +124,23 @@ def candidates(spec: SearchSpec, dirs: list[Path]) -> tuple[list[tuple[Imported,
         exp = Experiment.open(d)
         old = exp.spec()
         if old.metric != spec.metric:
-            raise UserInputError(f"--warm-start {exp.root}: its metric is {old.metric}, this study's {spec.metric}; "
+            raise UserInputError(f"--warm-start {exp.where}: its metric is {old.metric}, this study's {spec.metric}; "
                                  "fix: warm-start from studies with the same metric")
         try:
             study = optuna.load_study(study_name=old.name, storage=exp.optuna_storage())
         except KeyError:
-            raise UserInputError(f"--warm-start {exp.root}: no Optuna study {old.name!r} in its journal (the study "
+            raise UserInputError(f"--warm-start {exp.where}: no Optuna study {old.name!r} in its journal (the study "
                                  "never started); fix: give an experiment directory with finished trials") from None
         table = exp.root / "trials.parquet"  # the report's table (every run and resume ends with the report)
         if not table.exists():
-            raise UserInputError(f"--warm-start {exp.root}: no trials.parquet (its report was never built); fix: "
-                                 f"`tlsearch report {exp.root}`, then run again")
+            raise UserInputError(f"--warm-start {exp.where}: no trials.parquet (its report was never built); fix: "
+                                 f"`tlsearch report {exp.where}`, then run again")
         finished = pl.read_parquet(table).filter(pl.col("state") == "finished")
         rows = {r["trial"]: r for r in finished.iter_rows(named=True)}
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             if REUSED_ATTR in t.user_attrs or not t.user_attrs.get(FINAL_ATTR) or t.number not in rows:
                 continue  # an answer from history, a trial stopped early, or one without results
-            where = str(exp.root)
+            where = exp.where
             try:
                 params, dists, why = _inside(spec, _renamed(old, spec, t.params))
                 if why is None:
@@ -164,7 +165,7 @@ def candidates(spec: SearchSpec, dirs: list[Path]) -> tuple[list[tuple[Imported,
     return out, skipped
 
 
-def import_trials(spec: SearchSpec, exp: Experiment, dirs: list[Path]) -> tuple[list[Imported], list[Skipped]]:
+def import_trials(spec: SearchSpec, exp: Experiment, dirs: list[str | Path]) -> tuple[list[Imported], list[Skipped]]:
     """Add the importable finished trials of ``dirs`` to ``exp``'s (new) Optuna study; return what was imported
     and what was skipped, with why."""
     import optuna
