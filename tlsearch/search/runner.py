@@ -218,7 +218,8 @@ def run_study(spec: SearchSpec, exp: Experiment, console: Console, address: str 
     results = tuner.fit()
     console.print()
     exp.pull_tune()  # an experiment on an object store: the trials' files, for the report
-    _close_unfinished(spec, exp, console, {r.metrics.get("trial_id") for r in results if r.metrics}, noted)
+    ended = {r.metrics.get("trial_id"): int(r.metrics.get("epoch") or 0) for r in results if r.metrics}
+    _close_unfinished(spec, exp, console, ended, noted)
     return results
 
 
@@ -233,11 +234,13 @@ def _budget_noted(spec: SearchSpec, exp: Experiment) -> set[int]:
     return {t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(NOTE_ATTR) == TIME_BUDGET}
 
 
-def _close_unfinished(spec: SearchSpec, exp: Experiment, console: Console, ended: set[str],
+def _close_unfinished(spec: SearchSpec, exp: Experiment, console: Console, ended: dict[str, int],
                       noted: set[int] = frozenset()) -> None:
     """Once Tune has finished, a trial still RUNNING in the Optuna journal either ran in this driver until the
     study's time budget ran out (Tune stopped it: PRUNED with its last validation value, note TIME_BUDGET) or
-    was started by a driver that died before Tune's last snapshot, and Tune re-planned it (FAIL, ORPHANED)."""
+    was started by a driver that died before Tune's last snapshot, and Tune re-planned it (FAIL, ORPHANED).
+    ``ended``: Ray trial id -> the last epoch it reported in this driver (a two-objective study keeps no
+    intermediate values in Optuna, so the epochs come from Tune)."""
     import optuna
 
     from tlsearch.search._compat import set_stored_user_attr
@@ -255,5 +258,6 @@ def _close_unfinished(spec: SearchSpec, exp: Experiment, console: Console, ended
     # the searcher notes the trials Tune told it complete once the budget had run out, this function the rest
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get(NOTE_ATTR) == TIME_BUDGET and t.number not in noted:
+            epochs = max(len(t.intermediate_values), ended.get(t.user_attrs.get(RAY_TRIAL_ATTR), 0))
             console.print(f"optuna trial {t.number}: stopped by the study's time budget ({budget:g} s) after "
-                          f"{len(t.intermediate_values)} epoch(s)")
+                          f"{epochs} epoch(s)")
