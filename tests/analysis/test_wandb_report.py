@@ -219,3 +219,33 @@ def test_two_targets_get_a_section_per_target_and_size_and_the_atlas_table(offli
     assert "| PT source | dielectric_constant/n | K (MP) |" in md
     assert "| K (MP) | +12.5 % +/- 3.2 (2b) | the target itself (never a PT source for itself) |" in md
     assert "| dielectric_constant/n | the target itself (never a PT source for itself) | no finished trial |" in md
+
+
+def test_a_two_objective_study_gets_its_pareto_fronts_and_a_cost_section_per_ft_size(offline):
+    """objectives: [val_mae, cost]: the Conclusions block holds each FT size's Pareto front (cost as the report
+    computes it), and each size gets a scatter of validation MAE against the FT seconds the runs logged."""
+    def point(trial: int, family: str, freeze: str | None, val: float, cost: float) -> dict[str, Any]:
+        return {"trial": trial, "family": family, "freeze": freeze, "val_mae": val, "val_mae_std": 0.01,
+                "test_mae": val + 0.02, "test_mae_std": 0.0, "cost": cost}
+
+    a, b, c = point(0, "scratch", None, 0.45, 120.0), point(3, "finetune", "2b", 0.40, 300.0), \
+        point(5, "finetune", "all_unfrozen", 0.47, 400.0)
+    fronts = [{"target": SUMMARY["target"], "ft_size": "100", "points": [a, b, c], "front": [a, b],
+               "conclusion": "FT size 100: the cheapest strategy within the best's validation spread is trial 0"},
+              {"target": SUMMARY["target"], "ft_size": "all", "points": [], "front": [],
+               "conclusion": "FT size all: no finished trial with a cost: no Pareto front."}]
+    summary = {**SUMMARY, "pareto": fronts, "conclusions": [*SUMMARY["conclusions"], *(z["conclusion"] for z in fronts)]}
+    spec = _spec(build_wandb_report(summary, project="p", entity=None, group="g"))
+    assert _headings(spec) == ["Conclusions", "Search space", "FT size 100", "FT size all",
+                               "Accuracy vs cost, FT size 100", "Accuracy vs cost, FT size all"]
+    md = next(b["content"] for b in spec["blocks"] if b["type"] == "markdown-block")
+    assert "Pareto front, FT size 100 (2 of 3 finished trials;" in md and "FT size all (" not in md
+    assert "| 0 | scratch |  | 0.45 +/- 0.01 | 0.47 | 120 |" in md and "| 3 | finetune | 2b | 0.4 +/- 0.01" in md
+    assert "| 5 |" not in md  # dominated: not on the front
+    grids = _grids(spec)
+    for grid, size in zip(grids[3:], (100, "all")):
+        (scatter,) = _panels(grid)
+        assert scatter["viewType"] == "Scatter Plot"
+        assert (scatter["config"]["xAxis"], scatter["config"]["yAxis"]) == ("summary:ft_seconds", "summary:val_mae")
+        leaves = grid["runSets"][0]["filters"]["filters"]
+        assert leaves[1]["value"] == size

@@ -4,7 +4,8 @@ Every trial is a W&B run (project ``spec.tracking.project``, group = the experim
 parameters Optuna sampled, per-epoch ``val_mae``, then one final row with the test metrics). The report puts
 the conclusions of ``summary.json`` on top and shows those runs grouped by strategy: parallel coordinates and
 W&B's parameter importance over all of them, then, per FT size (test MAEs of different sizes are not
-comparable), the MAE per strategy and the validation learning curves.
+comparable), the MAE per strategy and the validation learning curves; in a two-objective study also the
+Pareto fronts (tables) and validation MAE against FT seconds.
 
 What the report contains is the data in :data:`SECTIONS` (the definition ``dashboards/README.md`` points
 to); :func:`build_wandb_report` turns it into a ``wandb_workspaces`` Report without network access, and
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from tlsearch.analysis._wandb_text import intro
 from tlsearch.errors import WandbPublishError
 from tlsearch.search.dimensions import param_names
 
@@ -58,6 +60,7 @@ class SectionDef:
     text: str
     panels: tuple[PanelDef, ...]
     per_ft_size: bool = False
+    when: str | None = None  # a summary key: the section is there only when it is set (e.g. "pareto")
 
 
 SECTIONS: tuple[SectionDef, ...] = (
@@ -85,6 +88,16 @@ SECTIONS: tuple[SectionDef, ...] = (
             PanelDef("line", "Learning curves: validation MAE per epoch (mean and min-max per strategy)",
                      (OBJECTIVE,), x="epoch", agg="mean", spread="minmax", width=24),
         ),
+    ),
+    SectionDef(
+        heading="Accuracy vs cost, FT size {ft_size}",
+        text="A two-objective study (objectives: [val_mae, cost]). Each point is a trial: its validation MAE "
+             "against its FT training seconds over all repeats, as its run logged them. The cost the search "
+             "minimised adds the trial's share of its PT model's seconds, known only once the study ends: the "
+             "Pareto fronts on that cost are the tables under Conclusions (and report.md).",
+        per_ft_size=True,
+        when="pareto",
+        panels=(PanelDef("scatter", "Validation MAE vs FT seconds", (OBJECTIVE,), x="ft_seconds", width=24),),
     ),
 )
 
@@ -162,57 +175,6 @@ def _grid(section: SectionDef, params: list[str], runset: Any) -> Any:
     return wr.PanelGrid(runsets=[runset], panels=panels)
 
 
-def _intro(summary: dict[str, Any]) -> str:
-    from tlsearch.analysis._analyse import family_name
-
-    names = summary.get("labels") or {}  # the spec's data labels: dataset/property -> label
-    target = summary.get("target", "?")
-    shown = f"{names[target]} (`{target}`)" if target in names else f"`{target}`"
-    lines = [f"Target property: {shown}. Strategies are compared per FT size; within "
-             "each, the configuration with the lowest validation MAE is selected and its held-out test MAE "
-             "is reported (`tlsearch report` writes the full report and summary.json).", "",
-             *[f"- {c}" for c in summary.get("conclusions", [])]]
-    rows = [(z["ft_size"], z["best"]) for z in summary.get("by_ft_size", []) if z.get("best")]
-    if rows:
-        lines += ["", "| FT size | best family | trial | val MAE | test MAE |", "|---|---|---|---|---|"]
-        lines += [f"| {s} | {family_name(b.get('family', ''), names)} | {b.get('trial', '')} | "
-                  f"{_num(b.get('val_mae'))} | {_num(b.get('test_mae'))}{_std(b.get('test_mae_std'))} |"
-                  for s, b in rows]
-    lines += _atlas_lines(summary, names)
-    if summary.get("imported"):
-        lines += ["", f"{len(summary['imported'])} finished trial(s) were imported from earlier studies (warm start: "
-                  "recorded results, no W&B run of their own in this group): "
-                  + ", ".join(f"trial {i['trial']} <- {i['imported_from']}" for i in summary["imported"][:20])]
-    failed = summary.get("failed", [])
-    if failed:
-        lines += ["", f"{len(failed)} trial(s) failed; their errors are in report.md."]
-    return "\n".join(lines)
-
-
-def _atlas_lines(summary: dict[str, Any], names: dict[str, str]) -> list[str]:
-    """The transferability atlas (several targets) as markdown tables: gain over scratch per PT source x target."""
-    from tlsearch.analysis._analyse import short
-    from tlsearch.analysis._atlas import cell_text
-
-    out: list[str] = []
-    for a in summary.get("atlas") or []:
-        cells = {(c["source"], c["target"]): c for c in a["cells"]}
-        out += ["", f"Transferability atlas, FT size {a['ft_size']} (gain over scratch, paired over repeats):", "",
-                "| PT source | " + " | ".join(short(t, names) for t in a["targets"]) + " |",
-                "|---|" + "---|" * len(a["targets"])]
-        out += [f"| {short(src, names)} | " + " | ".join(cell_text(cells[(src, t)]) for t in a["targets"]) + " |"
-                for src in a["sources"]]
-    return out
-
-
-def _num(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, (int, float)) else ""
-
-
-def _std(v: Any) -> str:
-    return f" +/- {v:.2g}" if isinstance(v, (int, float)) and v > 0 else ""
-
-
 def build_wandb_report(summary: dict[str, Any], *, project: str, entity: str | None, group: str) -> wr.Report:
     """The W&B Report of one experiment from its ``summary.json`` (see :mod:`tlsearch.analysis.report`).
 
@@ -224,8 +186,10 @@ def build_wandb_report(summary: dict[str, Any], *, project: str, entity: str | N
 
     name = summary["experiment"]
     params = searched_params(summary)
-    blocks: list[Any] = [wr.H1("Conclusions"), wr.MarkdownBlock(text=_intro(summary))]
+    blocks: list[Any] = [wr.H1("Conclusions"), wr.MarkdownBlock(text=intro(summary))]
     for section in SECTIONS:
+        if section.when and not summary.get(section.when):
+            continue
         for label, size, target in ft_size_sections(summary) if section.per_ft_size else [("(all)", None, None)]:
             heading, text = section.heading.format(ft_size=label), section.text.format(ft_size=label)
             runset = wr.Runset(entity=entity or "", project=project, name=heading,
