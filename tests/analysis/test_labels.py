@@ -124,7 +124,7 @@ def test_labels_name_the_data_in_the_plots():
 
 
 def test_labels_name_the_data_in_the_wandb_report(reports):
-    from tlsearch.analysis.wandb_report import _intro
+    from tlsearch.analysis._wandb_text import intro as _intro
 
     text = _intro(reports["labelled"][1].summary)
     assert "Target property: K_VRH (MP)" in text and "| PT->FT(G_VRH (MP)) |" in text

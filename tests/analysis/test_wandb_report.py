@@ -223,7 +223,7 @@ def test_two_targets_get_a_section_per_target_and_size_and_the_atlas_table(offli
 
 def test_a_two_objective_study_gets_its_pareto_fronts_and_a_cost_section_per_ft_size(offline):
     """objectives: [val_mae, cost]: the Conclusions block holds each FT size's Pareto front (cost as the report
-    computes it), and each size gets a scatter of validation MAE against the FT seconds the runs logged."""
+    computes it), and each size gets a scatter of validation MAE against the FT compute seconds the runs logged."""
     def point(trial: int, family: str, freeze: str | None, val: float, cost: float) -> dict[str, Any]:
         return {"trial": trial, "family": family, "freeze": freeze, "val_mae": val, "val_mae_std": 0.01,
                 "test_mae": val + 0.02, "test_mae_std": 0.0, "cost": cost}
@@ -246,6 +246,6 @@ def test_a_two_objective_study_gets_its_pareto_fronts_and_a_cost_section_per_ft_
     for grid, size in zip(grids[3:], (100, "all")):
         (scatter,) = _panels(grid)
         assert scatter["viewType"] == "Scatter Plot"
-        assert (scatter["config"]["xAxis"], scatter["config"]["yAxis"]) == ("summary:ft_seconds", "summary:val_mae")
+        assert (scatter["config"]["xAxis"], scatter["config"]["yAxis"]) == ("summary:ft_compute_seconds", "summary:val_mae")
         leaves = grid["runSets"][0]["filters"]["filters"]
         assert leaves[1]["value"] == size

@@ -385,12 +385,27 @@ def test_epoch_metrics_are_finite(task):
     for m in history:
         assert isinstance(m, EpochMetrics)
         d = m.as_dict()
-        assert set(d) == {"epoch", "train_loss", "val_loss", "val_mae", "seconds", "structures_per_s", "lr"}
+        assert set(d) == {"epoch", "train_loss", "val_loss", "val_mae", "seconds", "structures_per_s", "lr",
+                          "compute_seconds"}
         assert all(math.isfinite(v) for v in d.values()), d
         assert m.structures_per_s > 0 and m.seconds > 0 and m.lr > 0
+        assert 0 < m.compute_seconds <= m.seconds * torch.get_num_threads() + 0.05  # this process's CPU seconds
         assert m.train_loss >= 0 and m.val_loss >= 0 and m.val_mae >= 0
         assert m.structures_per_s == pytest.approx(len(TRAIN) / m.seconds)
     # val_mae is in physical units: the same number recomputed from predictions of the final weights
     tr_last = make_trainer(task, epochs=3, select="last")
     tr_last.fit()
     assert val_mae_now(tr_last) == pytest.approx(tr_last.history[-1].val_mae, rel=1e-5)
+
+
+def test_compute_seconds_fall_back_to_wall_seconds_for_histories_written_before_them():
+    """A PT model's stored history or a checkpoint from before compute seconds were measured counts its wall
+    seconds (the cost it was given then); a history with them counts them."""
+    from tlsearch.training.engine import compute_seconds
+
+    old = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "val_mae": 1.0, "seconds": 2.0, "structures_per_s": 5.0,
+            "lr": 1e-3}]
+    new = [EpochMetrics(2, 1.0, 1.0, 1.0, 3.0, 5.0, 1e-3, compute_seconds=1.25)]
+    assert compute_seconds(old) == 2.0 and compute_seconds(new) == 1.25
+    assert compute_seconds(old + [m.as_dict() for m in new]) == 3.25
+    assert EpochMetrics(**old[0]).compute_seconds is None  # a resumed trainer reads such a history

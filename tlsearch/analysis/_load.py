@@ -48,7 +48,8 @@ def _imported_row(spec: SearchSpec, t: Any) -> dict[str, Any]:
     return {"trial": t.number, "ray_trial_id": None, "state": "finished", "error": None,
             "imported_from": t.user_attrs[IMPORTED_ATTR],
             **{k: x for dim in dims.DIMENSIONS for k, x in dim.row(v).items()}, "family": dims.family_label(v),
-            "ft_seconds": None, "cost": None, "pt_train_seconds": None, **res, "epochs_reported": 0,
+            "ft_seconds": None, "ft_compute_seconds": None, "cost": None, "pt_train_seconds": None,
+            "pt_compute_seconds": None, **res, "epochs_reported": 0,
             "max_epochs": spec.budget.max_epochs, "pt_store_hit": None, "node_id": None,
             "params": json.dumps(t.params, sort_keys=True)}
 
@@ -86,8 +87,10 @@ def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
         "epochs_reported": len(epochs), "epochs_run": f.get("epochs_run", len(epochs)),
         "max_epochs": spec.budget.max_epochs, "pt_key": pt.get("pt_key") or None, "pt_epochs": pt.get("pt_epochs"),
         "pt_seconds": _num(pt.get("pt_seconds")), "pt_train_seconds": _num(pt.get("pt_train_seconds")),
+        "pt_compute_seconds": _num(pt.get("pt_compute_seconds")),
         "pt_store_hit": pt.get("pt_store_hit"),
         "seconds": _num((r.last if r else {}).get("time_total_s")), "ft_seconds": _num(f.get("ft_seconds")),
+        "ft_compute_seconds": _num(f.get("ft_compute_seconds")),
         "cost": None, "node_id": (r.last if r else {}).get("node_id"),
         "predictions": _predictions(r.dir) if r else None,
         "model_dir": _model_dir(r.dir) if r and state == "finished" else None,
@@ -109,7 +112,7 @@ def _costs(rows: list[dict[str, Any]]) -> None:
     users = objectives.users(r["pt_key"] for r in own)
     for r in own:
         if r["state"] == "finished":
-            r["cost"] = objectives.cost(r["ft_seconds"], r["pt_train_seconds"], users.get(r["pt_key"] or "", 0))
+            r["cost"] = objectives.cost_of(r, users.get(r["pt_key"] or "", 0))
 
 
 def load_trials(exp: Experiment | str | Path) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -18,7 +18,8 @@ from tlsearch.analysis._analyse import describe, family_members, finished, pct, 
 from tlsearch.analysis._render import Doc
 
 KEYS = ("trial", "family", "strategy", "pt_source", "mpt_properties", "freeze", "reinit_head", "ft_lr", "repeats",
-        "val_mae", "val_mae_std", "test_mae", "test_mae_std", "cost", "ft_seconds", "pt_train_seconds")
+        "val_mae", "val_mae_std", "test_mae", "test_mae_std", "cost", "ft_seconds", "ft_compute_seconds",
+        "pt_train_seconds")
 
 
 def front(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -53,7 +54,7 @@ def pareto(trials: pl.DataFrame, targets: list[str], sizes: list[str],
     for target in targets:
         for size in list(dict.fromkeys([*sizes, *sorted(seen - set(sizes), key=size_key)])):
             d = fin.filter((pl.col("target") == target) & (pl.col("ft_size") == size))
-            points = [{k: r[k] for k in KEYS} for r in d.sort("trial").iter_rows(named=True)]
+            points = [{k: r.get(k) for k in KEYS} for r in d.sort("trial").iter_rows(named=True)]
             z: dict[str, Any] = {"target": target, "ft_size": size, "points": points, "front": front(points)}
             picked = cheapest_within_spread(points)
             if picked:
@@ -89,8 +90,9 @@ def _s(seconds: float) -> str:
 
 def pareto_section(doc: Doc, fronts: list[dict[str, Any]], names: dict[str, str], plot: Path | None) -> None:
     doc.h("Accuracy vs cost (Pareto front per FT size)")
-    doc.p("Cost: FT training seconds over all repeats plus the trial's share of its PT model's training seconds "
-          "(divided among the trials of this study that used the model; scratch pays none). A trial is on the "
+    doc.p("Cost: FT training compute over all repeats plus the trial's share of its PT model's training compute "
+          "(divided among the trials of this study that used the model; scratch pays none), in CPU seconds on a "
+          "CPU and wall seconds on a GPU. A trial is on the "
           "front when no other finished trial has both a lower validation MAE and a lower cost. The front is "
           "drawn on validation MAE; the test MAE is reported, never used to select. The cheapest strategy within "
           "the best's spread: the lowest cost among trials whose validation MAE is at most the best's plus its "
@@ -104,9 +106,14 @@ def pareto_section(doc: Doc, fronts: list[dict[str, Any]], names: dict[str, str]
               f"({len(z['front'])} of {len(z['points'])} finished trials on the front):")
         doc.table(["trial", "family", "freeze", "val MAE", "test MAE", "cost (s)", "FT s", "PT share s", ""],
                   [[p["trial"], _family(p["family"], names), p["freeze"] or "", _pm(p, "val"), _pm(p, "test"),
-                    _s(p["cost"]), _s(p["ft_seconds"]), _s(p["cost"] - p["ft_seconds"]),
+                    _s(p["cost"]), _s(_ft(p)), _s(p["cost"] - _ft(p)),
                     _mark(z, p)] for p in z["front"]])
     doc.img(plot, "Validation MAE vs cost of every finished trial; the Pareto front joined")
+
+
+def _ft(p: dict[str, Any]) -> float:
+    """A point's FT compute seconds (its wall seconds when its study did not keep compute)."""
+    return p["ft_seconds"] if p.get("ft_compute_seconds") is None else p["ft_compute_seconds"]
 
 
 def _family(family: str, names: dict[str, str] | None) -> str:

@@ -53,11 +53,14 @@ TRIALS: dict[str, tuple[pl.DataType, str]] = {
     "pt_epochs": (pl.Int64, "epochs of that PT model"),
     "pt_seconds": (pl.Float64, "seconds its PT took (once per key, however many trials use it)"),
     "pt_train_seconds": (pl.Float64, "seconds of its PT epochs alone (pt_seconds also counts building its data)"),
+    "pt_compute_seconds": (pl.Float64, "compute of its PT epochs: CPU seconds on a CPU, wall seconds on a GPU"),
     "pt_store_hit": (pl.Boolean, "the PT model came from the store (trained by an earlier trial or study)"),
     "seconds": (pl.Float64, "wall seconds of the trial in Ray (time_total_s)"),
     "ft_seconds": (pl.Float64, "FT training seconds, every epoch of every repeat (finished trials)"),
-    "cost": (pl.Float64, "the cost objective (finished trials): ft_seconds + pt_train_seconds / the trials of this "
-                         "study that used that PT model; an imported trial keeps its earlier study's"),
+    "ft_compute_seconds": (pl.Float64, "compute of those epochs: CPU seconds on a CPU, wall seconds on a GPU"),
+    "cost": (pl.Float64, "the cost objective (finished trials): ft_compute_seconds + pt_compute_seconds / the "
+                         "trials of this study that used that PT model (wall seconds for results recorded before "
+                         "compute was kept); an imported trial keeps its earlier study's"),
     "node_id": (pl.String, "Ray node that ran the trial"),
     "predictions": (pl.String, "path of the first repeat's val/test predictions (parquet), when kept"),
     "model_dir": (pl.String, "directory of the trained model of every repeat (finished trials): "

@@ -61,8 +61,8 @@ def _pareto_lines(summary: dict[str, Any], names: dict[str, str]) -> list[str]:
         if not z["front"]:
             continue
         at = f"{short(z['target'], names)}, FT size {z['ft_size']}" if several else f"FT size {z['ft_size']}"
-        out += ["", f"Pareto front, {at} ({len(z['front'])} of {len(z['points'])} finished trials; cost: FT seconds "
-                "+ share of the PT model's seconds):", "",
+        out += ["", f"Pareto front, {at} ({len(z['front'])} of {len(z['points'])} finished trials; cost: FT compute "
+                "seconds + share of the PT model's):", "",
                 "| trial | family | freeze | val MAE | test MAE | cost (s) |", "|---|---|---|---|---|---|"]
         out += [f"| {p['trial']} | {family_name(p['family'], names)} | {p.get('freeze') or ''} | "
                 f"{_num(p['val_mae'])}{_std(p.get('val_mae_std'))} | {_num(p['test_mae'])}"

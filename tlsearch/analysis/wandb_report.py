@@ -5,7 +5,7 @@ parameters Optuna sampled, per-epoch ``val_mae``, then one final row with the te
 the conclusions of ``summary.json`` on top and shows those runs grouped by strategy: parallel coordinates and
 W&B's parameter importance over all of them, then, per FT size (test MAEs of different sizes are not
 comparable), the MAE per strategy and the validation learning curves; in a two-objective study also the
-Pareto fronts (tables) and validation MAE against FT seconds.
+Pareto fronts (tables) and validation MAE against FT compute seconds.
 
 What the report contains is the data in :data:`SECTIONS` (the definition ``dashboards/README.md`` points
 to); :func:`build_wandb_report` turns it into a ``wandb_workspaces`` Report without network access, and
@@ -92,12 +92,13 @@ SECTIONS: tuple[SectionDef, ...] = (
     SectionDef(
         heading="Accuracy vs cost, FT size {ft_size}",
         text="A two-objective study (objectives: [val_mae, cost]). Each point is a trial: its validation MAE "
-             "against its FT training seconds over all repeats, as its run logged them. The cost the search "
+             "against its FT training compute seconds over all repeats, as its run logged them. The cost the search "
              "minimised adds the trial's share of its PT model's seconds, known only once the study ends: the "
              "Pareto fronts on that cost are the tables under Conclusions (and report.md).",
         per_ft_size=True,
         when="pareto",
-        panels=(PanelDef("scatter", "Validation MAE vs FT seconds", (OBJECTIVE,), x="ft_seconds", width=24),),
+        panels=(PanelDef("scatter", "Validation MAE vs FT compute seconds", (OBJECTIVE,), x="ft_compute_seconds",
+                         width=24),),
     ),
 )
 

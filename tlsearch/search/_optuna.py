@@ -141,7 +141,7 @@ class ResumableOptunaSearch(OptunaSearch):
             n = sum(1 for t in optuna_study(self).get_trials(deepcopy=False)
                     if t.user_attrs.get(PT_KEY_ATTR) == key and REUSED_ATTR not in t.user_attrs)
             n = max(n, 1) if ot_trial.user_attrs.get(PT_KEY_ATTR) == key else n + 1
-        return {**result, "cost": objectives.cost(result.get("ft_seconds"), result.get("pt_train_seconds"), n)}
+        return {**result, "cost": objectives.cost_of(result, n)}
 
     budget_deadline: float | None = None  # set by the runner when budget.time_budget_s is
 

@@ -1,12 +1,14 @@
 """What a study optimises, declared once: ``objectives: [val_mae]`` (the default) or ``[val_mae, cost]``.
 
 ``val_mae`` is the validation MAE (mean over repeats), as always. ``cost`` is the compute a strategy's answer
-cost, in seconds: the trial's FT training time (every epoch of every repeat, as the trainer measured it) plus
-its share of the PT model's training time (its epochs), which is divided among the trials of the study that
-used that PT model (a PT->FT or MPT trial pays ``pt_train_seconds / users``; scratch pays none). Building
+cost, in seconds: the trial's FT training compute (every epoch of every repeat, as the trainer measured it) plus
+its share of the PT model's training compute (its epochs), which is divided among the trials of the study that
+used that PT model (a PT->FT or MPT trial pays ``pt_compute_seconds / users``; scratch pays none). Building
 graphs is not counted on either side: the graph cache shares it across trials and studies. Seconds, not
 epochs: freezing layers, a smaller model or a larger batch make an epoch cheaper, and that is what a user pays
-for. They are measured on the node that ran the trial, so on a shared machine they carry its noise.
+for. On a CPU they are the trial process's CPU seconds, which other processes' load on a shared node does not
+inflate as it does wall seconds (benchmarks/cost_noise.py); on a GPU, wall seconds (the GPU's time; the CPU time
+of the launching process would miss it). Results recorded before compute seconds were kept count wall seconds.
 
 The share's divisor grows while a study runs: the searcher tells Optuna the share known when a trial ends
 (the trials that had used the model by then, itself included); the report computes every trial's cost again
@@ -21,7 +23,8 @@ from typing import Any, Iterable, Literal
 
 OBJECTIVES: dict[str, str] = {  # name -> meaning: the spec's choices come from here
     "val_mae": "validation MAE, mean over repeats (the selection metric; always the first objective)",
-    "cost": "compute seconds: FT epochs over all repeats + the PT model's epochs / the trials that used it",
+    "cost": "compute seconds (CPU seconds on a CPU, wall on a GPU): FT epochs over all repeats + the PT model's "
+            "epochs / the trials that used it",
 }
 Objective = Literal[tuple(OBJECTIVES)]  # type: ignore[valid-type]
 PT_KEY_ATTR = "pt_key"  # Optuna user attribute (two-objective studies): the PT model a trial used
@@ -47,6 +50,15 @@ def cost(ft_seconds: float | None, pt_seconds: float | None, pt_users: int) -> f
         return None
     share = (pt_seconds or 0.0) / pt_users if pt_users else 0.0
     return float(ft_seconds) + share
+
+
+def cost_of(row: dict[str, Any], pt_users: int) -> float | None:
+    """:func:`cost` of a trial's final result or trials-table row: its compute seconds (CPU seconds on a CPU,
+    wall seconds on a GPU), else its wall seconds (a result recorded before compute seconds were kept)."""
+    def first(*keys: str) -> float | None:
+        return next((row[k] for k in keys if row.get(k) is not None), None)
+
+    return cost(first("ft_compute_seconds", "ft_seconds"), first("pt_compute_seconds", "pt_train_seconds"), pt_users)
 
 
 def users(pt_keys: Iterable[str | None]) -> dict[str, int]:

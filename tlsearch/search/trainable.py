@@ -110,14 +110,16 @@ def _inject(fault: str | None, trainer: Any) -> None:
 
 def _record(result: Any) -> dict[str, Any]:
     """What a finished repeat contributes to the summary (kept in checkpoints, so resumes lose nothing)."""
+    from tlsearch.training.engine import compute_seconds
+
     pt = result.pretrain
     return {"val": result.val, "test": result.test, "eval_sets": result.eval_sets, "n_train": result.n_train,
             "n_val": result.n_val, "epochs": len(result.history), "n_params": result.n_params,
             "n_trainable": result.n_trainable, "seconds": result.seconds,
-            "ft_seconds": sum(h.seconds for h in result.history),
+            "ft_seconds": sum(h.seconds for h in result.history), "ft_compute_seconds": compute_seconds(result.history),
             "device": result.device, "gpu_peak_mb": result.gpu_peak_mb,
             "pt": {"key": pt.key, "seconds": pt.pt_seconds, "train_seconds": pt.train_seconds, "epochs": pt.epochs,
-                   "hit": pt.store_hit} if pt else None}
+                   "compute_seconds": pt.compute_seconds, "hit": pt.store_hit} if pt else None}
 
 
 def _summary(done: list[dict[str, Any]]) -> dict[str, Any]:
@@ -134,13 +136,16 @@ def _summary(done: list[dict[str, Any]]) -> dict[str, Any]:
                epochs_run=sum(d["epochs"] for d in done), n_params=first["n_params"],
                n_trainable=first["n_trainable"], wall_seconds=sum(d["seconds"] for d in done),
                # the FT training time of every epoch of every repeat: the trial's own compute (objectives.py)
-               ft_seconds=sum(d.get("ft_seconds", 0.0) for d in done), device=first.get("device", "cpu"))
+               ft_seconds=sum(d.get("ft_seconds", 0.0) for d in done), device=first.get("device", "cpu"),
+               # what the cost objective counts: CPU seconds on a CPU (objectives.py); wall ones before it was kept
+               ft_compute_seconds=sum(d.get("ft_compute_seconds", d.get("ft_seconds", 0.0)) for d in done))
     peaks = [d["gpu_peak_mb"] for d in done if d.get("gpu_peak_mb") is not None]
     if peaks:  # a trial on a GPU: its peak memory over repeats (benchmarks/gpu_check.py --ray reads it)
         out["gpu_peak_mb"] = max(peaks)
     pt = first["pt"] or {}
     out.update(pt_key=pt.get("key", ""), pt_seconds=pt.get("seconds", 0.0), pt_epochs=pt.get("epochs", 0),
                pt_train_seconds=pt.get("train_seconds", pt.get("seconds", 0.0)),
+               pt_compute_seconds=pt.get("compute_seconds", pt.get("train_seconds", pt.get("seconds", 0.0))),
                pt_store_hit=bool(pt.get("hit", False)))
     for name in first["eval_sets"]:
         out[f"eval/{name}/mae"] = statistics.mean(d["eval_sets"][name]["mae"] for d in done)
@@ -195,7 +200,8 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
                             or time.monotonic() - last_ckpt >= max(interval, 19 * ckpt_cost))
                     pt = trainer.pretrain  # known from the first epoch: a trial stopped early still counts its PT
                     extra = {"pt_key": pt.key, "pt_epochs": pt.epochs, "pt_seconds": pt.pt_seconds,
-                             "pt_train_seconds": pt.train_seconds, "pt_store_hit": pt.store_hit} if pt else {}
+                             "pt_train_seconds": pt.train_seconds, "pt_compute_seconds": pt.compute_seconds,
+                             "pt_store_hit": pt.store_hit} if pt else {}
                     _report({**m.as_dict(), **extra, "repeat": repeat, "final": False, "node_id": node_id},
                             {"done": done, "repeat": repeat, "trainer": trainer.state_dict(), "first_epochs": m.epoch}
                             if ckpt else None, _kept(out))

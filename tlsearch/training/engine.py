@@ -40,9 +40,18 @@ class EpochMetrics:
     seconds: float
     structures_per_s: float
     lr: float
+    # what the epoch cost: this process's CPU seconds on a CPU (other processes' load does not inflate it, as it
+    # does wall seconds), wall seconds on an accelerator; None in histories written before it was measured
+    compute_seconds: float | None = None
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+def compute_seconds(history: list[EpochMetrics] | list[dict[str, Any]]) -> float:
+    """The compute of a run's epochs (``compute_seconds``; wall ``seconds`` for an epoch that lacks it)."""
+    rows = [h.as_dict() if isinstance(h, EpochMetrics) else h for h in history]
+    return float(sum(h["seconds"] if h.get("compute_seconds") is None else h["compute_seconds"] for h in rows))
 
 
 Callback = Callable[[EpochMetrics, "Trainer"], bool | None]  # return True to stop early
@@ -175,15 +184,16 @@ class Trainer(Stepper):
     # ---- the loop --------------------------------------------------------------------------------
     def fit(self, callback: Callback | None = None) -> list[EpochMetrics]:
         while self.epoch < self.optim.epochs:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             order = self.train_idx[torch.randperm(len(self.train_idx),
                                                   generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch)).numpy()]
             train_loss, _ = self.run(order, train=True)
             val_loss, val_pred = self.run(self.val_idx, train=False)
             self.epoch += 1
             secs = time.perf_counter() - t0
+            compute = time.process_time() - c0 if self.device.type == "cpu" else secs
             metrics = EpochMetrics(self.epoch, train_loss, val_loss, self._val_mae(val_pred), secs,
-                                   len(self.train_idx) / secs, self.last_lr)
+                                   len(self.train_idx) / secs, self.last_lr, compute)
             self.history.append(metrics)
             if metrics.val_mae < self.best_val:
                 self.best_val, self.best_epoch = metrics.val_mae, self.epoch

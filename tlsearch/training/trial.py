@@ -26,7 +26,7 @@ from tlsearch.data.descriptors import descriptor_matrix
 from tlsearch.prepared import PreparedDataset, prepare
 from tlsearch.training.checkpoint import save_checkpoint
 from tlsearch.training.config import CheckpointSpec, TargetSpec, TrainConfig
-from tlsearch.training.engine import Callback, EpochMetrics, Stepper, Trainer, pick_device
+from tlsearch.training.engine import Callback, EpochMetrics, Stepper, Trainer, compute_seconds, pick_device
 from tlsearch.training.freeze import apply_freeze, trainable_prefixes
 from tlsearch.training.model import PropertyModel, count_parameters
 from tlsearch.training.store import PretrainStore, StoreEntry
@@ -51,6 +51,7 @@ class PretrainInfo:
     epochs: int
     n_train: int
     train_seconds: float = 0.0  # the PT epochs' own seconds (pt_seconds also counts building its data)
+    compute_seconds: float = 0.0  # the PT epochs' compute (engine.compute_seconds: CPU seconds on a CPU)
 
 
 @dataclass
@@ -213,7 +214,8 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
             m = entry.meta
             epochs_s = sum(h.get("seconds", 0.0) for h in m["history"]) if m.get("history") else m["pt_seconds"]
             info = PretrainInfo(entry.key, [f"{d}/{p}" for d, p in _pt_sources(cfg)], entry.hit, m["pt_seconds"],
-                                entry.wait_seconds, m["epochs"], m["n_train"], epochs_s)
+                                entry.wait_seconds, m["epochs"], m["n_train"], epochs_s,
+                                compute_seconds(m["history"]) if m.get("history") else m["pt_seconds"])
 
     seed_everything(cfg.seed)
     model = PropertyModel(cfg.model, "linear", 1, atom_features=cfg.graph.atom_features)
