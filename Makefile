@@ -56,6 +56,7 @@ bench: $(VENV)/.stamp-test
 	$(PY) benchmarks/overhead.py --cpus 1
 	$(PY) benchmarks/overhead.py --cpus 2
 	$(PY) benchmarks/search_efficiency.py
+	$(PY) benchmarks/cost_noise.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
