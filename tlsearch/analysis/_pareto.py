@@ -16,6 +16,7 @@ import polars as pl
 
 from tlsearch.analysis._analyse import describe, family_members, finished, pct, short, size_key
 from tlsearch.analysis._render import Doc
+from tlsearch.search.objectives import seconds_of
 
 KEYS = ("trial", "family", "strategy", "pt_source", "mpt_properties", "freeze", "reinit_head", "ft_lr", "repeats",
         "val_mae", "val_mae_std", "test_mae", "test_mae_std", "cost", "ft_seconds", "ft_compute_seconds",
@@ -106,14 +107,9 @@ def pareto_section(doc: Doc, fronts: list[dict[str, Any]], names: dict[str, str]
               f"({len(z['front'])} of {len(z['points'])} finished trials on the front):")
         doc.table(["trial", "family", "freeze", "val MAE", "test MAE", "cost (s)", "FT s", "PT share s", ""],
                   [[p["trial"], _family(p["family"], names), p["freeze"] or "", _pm(p, "val"), _pm(p, "test"),
-                    _s(p["cost"]), _s(_ft(p)), _s(p["cost"] - _ft(p)),
+                    _s(p["cost"]), _s(seconds_of(p, "ft")), _s(p["cost"] - seconds_of(p, "ft")),
                     _mark(z, p)] for p in z["front"]])
     doc.img(plot, "Validation MAE vs cost of every finished trial; the Pareto front joined")
-
-
-def _ft(p: dict[str, Any]) -> float:
-    """A point's FT compute seconds (its wall seconds when its study did not keep compute)."""
-    return p["ft_seconds"] if p.get("ft_compute_seconds") is None else p["ft_compute_seconds"]
 
 
 def _family(family: str, names: dict[str, str] | None) -> str:

@@ -52,13 +52,18 @@ def cost(ft_seconds: float | None, pt_seconds: float | None, pt_users: int) -> f
     return float(ft_seconds) + share
 
 
-def cost_of(row: dict[str, Any], pt_users: int) -> float | None:
-    """:func:`cost` of a trial's final result or trials-table row: its compute seconds (CPU seconds on a CPU,
-    wall seconds on a GPU), else its wall seconds (a result recorded before compute seconds were kept)."""
-    def first(*keys: str) -> float | None:
-        return next((row[k] for k in keys if row.get(k) is not None), None)
+_SECONDS = {"ft": ("ft_compute_seconds", "ft_seconds"), "pt": ("pt_compute_seconds", "pt_train_seconds")}
 
-    return cost(first("ft_compute_seconds", "ft_seconds"), first("pt_compute_seconds", "pt_train_seconds"), pt_users)
+
+def seconds_of(row: dict[str, Any], part: Literal["ft", "pt"]) -> float | None:
+    """A trial's FT or PT seconds as the cost counts them, from its final result or trials-table row: its compute
+    seconds (CPU seconds on a CPU, wall seconds on a GPU), else its wall seconds (recorded before compute was)."""
+    return next((row[k] for k in _SECONDS[part] if row.get(k) is not None), None)
+
+
+def cost_of(row: dict[str, Any], pt_users: int) -> float | None:
+    """:func:`cost` of a trial's final result or trials-table row (:func:`seconds_of` both parts)."""
+    return cost(seconds_of(row, "ft"), seconds_of(row, "pt"), pt_users)
 
 
 def users(pt_keys: Iterable[str | None]) -> dict[str, int]:
