@@ -32,6 +32,16 @@ EXCLUDE = ("done", "should_checkpoint")  # Tune's bookkeeping in every result, n
 TO_CONFIG = ("trial_id", "experiment_tag", "node_ip", "experiment_id", "hostname", "pid", "date")  # run facts
 
 
+def _trial_dir(trial: Any, which: str) -> str | None:
+    """``trial.path`` or ``trial.local_path``, or None for a trial Tune never started: it names the directory
+    at the first start, and before that both raise RuntimeError (a resumed driver ends its experiment with the
+    trials its searcher planned but never ran)."""
+    try:
+        return getattr(trial, which)
+    except RuntimeError:
+        return None
+
+
 class _Writer:
     """One daemon thread: ``start`` / ``result`` / ``end`` messages per run key, in order."""
 
@@ -178,9 +188,8 @@ class WandbCallback(LoggerCallback):
         if trial.trial_id not in self._steps:  # its first start under this driver
             # the trial's result.json in the experiment (trial.path; the driver's staging copy, local_path,
             # is new in a resumed driver and filled from it only when Tune's JSON logger starts the trial)
-            results = Path(trial.path or "", "result.json")
-            if not results.exists():
-                results = Path(trial.local_path or "", "result.json")
+            found = [Path(d, "result.json") for w in ("path", "local_path") if (d := _trial_dir(trial, w))]
+            results = next((r for r in found if r.exists()), None)  # None: Tune never started it
             self._steps[trial.trial_id] = earlier_history(Path(self.kwargs.get("dir") or "."), trial.trial_id,
                                                           results)
         return self._steps[trial.trial_id]
@@ -220,7 +229,8 @@ class WandbCallback(LoggerCallback):
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         for trial in trials:  # every trial's W&B history ends complete, whichever driver ran its epochs
             self._flush_backfill(trial)
-        self._backfill_unknown({t.trial_id for t in trials}, trials[0].local_path if trials else None)
+        staged = next((d for t in trials if (d := _trial_dir(t, "local_path"))), None)
+        self._backfill_unknown({t.trial_id for t in trials}, staged)
         self._close(self.upload_timeout)
 
     def _backfill_unknown(self, known: set[str], a_trial_dir: str | None) -> None:

@@ -175,13 +175,13 @@ def trial_config(trial_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def earlier_history(root: Path, run_id: str, result_json: Path) -> dict[str, Any]:
+def earlier_history(root: Path, run_id: str, result_json: Path | None) -> dict[str, Any]:
     """What earlier drivers left of a trial: ``resumed`` (a local W&B run of this id exists), ``last`` (the
     last step those W&B runs hold, 0 if none) and ``backfill`` (the trial's result.json rows past ``last``, one
     per training_iteration, the last written, in order)."""
     last = last_logged_step(root, run_id)
     rows: dict[int, dict[str, Any]] = {}
-    for row in result_rows(result_json):
+    for row in result_rows(result_json) if result_json else []:
         if isinstance(row.get("training_iteration"), int) and row["training_iteration"] > (last or 0):
             rows[row["training_iteration"]] = row
     return {"resumed": last is not None, "last": last or 0, "backfill": [rows[k] for k in sorted(rows)]}
