@@ -29,14 +29,18 @@ def test_create_open_push_pull(s3, tmp_path, monkeypatch):
         remote.write_bytes(remote.join(exp.tune_location, "t00001", "checkpoint_000003", f), b"x")
     sent: dict = {}
     assert exp.push(sent=sent) == 2  # the journal and spec.json; Tune's directory is Tune's to upload
-    assert exp.push(sent=sent) == 1  # the journal, always; the spec has not changed
+    assert exp.push(sent=sent) == 0  # nothing changed
+    with exp.journal.open("a") as fh:  # Optuna appends
+        fh.write("journal v2\n")
+    assert exp.push(sent=sent) == 1
+    assert remote.read_bytes(remote.join(exp.uri, "optuna.journal")) == b"journal v1\njournal v2\n"
     with pytest.raises(UserInputError, match=r"an experiment of this name already exists; fix: continue it with "
                                              r"`tlsearch resume s3://"):
         Experiment.create(spec, remote.join(s3, "exps"))
     monkeypatch.setenv("TLSEARCH_CACHE", str(tmp_path / "b"))  # another machine
     there = Experiment.open(exp.uri + "/")
     assert there.uri == exp.uri and there.root.is_relative_to(tmp_path / "b")
-    assert there.journal.read_text() == "journal v1\n" and there.spec().name == "smoke"
+    assert there.journal.read_text() == "journal v1\njournal v2\n" and there.spec().name == "smoke"
     got = there.tune_dir / "t00001" / "checkpoint_000003"
     assert sorted(p.name for p in got.iterdir()) == ["model.pt", "predictions.parquet"]  # no training state
     assert there.pull() == 0  # nothing changed since

@@ -132,13 +132,19 @@ class Experiment:
     def push(self, sent: dict | None = None) -> int:
         """Upload the mirror, the Optuna journal first (the rest may refer to its trials), without Tune's
         directory (Tune writes that to the store itself). ``sent`` as in :func:`tlsearch.remote.upload`: files
-        unchanged since an earlier call are skipped. Nothing for a local experiment."""
+        unchanged since an earlier call are skipped (the journal too: Optuna only appends to it, so a change
+        changes its size). Nothing for a local experiment."""
         if not self.uri:
             return 0
         n = 0
         if self.journal.exists():
-            remote.write_bytes(remote.join(self.uri, self.journal.name), self.journal.read_bytes())
-            n = 1
+            st = self.journal.stat()
+            stamp = (st.st_size, st.st_mtime_ns)
+            if sent is None or sent.get(self.journal.name) != stamp:
+                remote.write_bytes(remote.join(self.uri, self.journal.name), self.journal.read_bytes())
+                n = 1
+                if sent is not None:
+                    sent[self.journal.name] = stamp
         return n + remote.upload(self.root, self.uri, exclude=(f"{TUNE_NAME}/*", self.journal.name), sent=sent)
 
     def spec(self) -> SearchSpec:
