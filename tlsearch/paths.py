@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+GRAPH_STORE_ENV = "TLSEARCH_GRAPH_STORE"  # the graph store of every worker (cluster.graph_store); graphs/cache.py
+
 
 def cache_root(override: str | os.PathLike[str] | None = None) -> Path:
     if override is not None:

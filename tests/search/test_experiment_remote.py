@@ -46,3 +46,7 @@ def test_create_open_push_pull(s3, tmp_path, monkeypatch):
     assert there.pull() == 0  # nothing changed since
     local = Experiment.create(spec, tmp_path / "local")
     assert local.uri is None and local.push() == 0 and local.pull() == 0 and local.where == str(local.root)
+    # the user is told where a file of the experiment is: its URI, not one machine's mirror
+    assert there.location(got) == remote.join(exp.uri, "tune", "t00001", "checkpoint_000003")
+    assert there.location(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
+    assert local.location(local.tune_dir / "t00001") == str(local.tune_dir / "t00001")

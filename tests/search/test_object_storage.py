@@ -105,6 +105,11 @@ def test_study_on_s3_driver_killed_resumed_from_another_machine(s3, s3_server, t
     _check_wandb(exp.root, iterations)
     s = json.loads((exp.root / "summary.json").read_text())
     assert s["trials"]["finished"] == trials and (exp.root / "report.html").exists()
+    # the report names the selected models, and the experiment, by their URIs (the mirror is machine C's copy)
+    assert s["directory"] == uri and s["selected_models"], s["selected_models"]
+    for m in s["selected_models"]:
+        assert m["model_location"].startswith(uri + "/tune/") and m["directory"] == uri, m
+        assert m["model_location"] in (exp.root / "report.md").read_text()
     assert remote.exists(remote.join(uri, "report.html"))
     pt = _objects(remote.join(s3, "pretrained"), "")
     assert pt and all(k.endswith(".pt") for k in pt), pt  # the PT models, and no claim left behind

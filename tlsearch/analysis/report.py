@@ -63,7 +63,7 @@ def analyse(exp: Experiment, trials: pl.DataFrame) -> dict[str, Any]:
     fronts = pareto(trials, targets, listed, names) if spec.multi_objective else None
     conclusions += [z["conclusion"] for z in fronts or []]
     sources = [p.label for p in spec.data.pretrain_sources]
-    return {"experiment": spec.name, "directory": str(exp.root), "target": targets[0], "targets": targets,
+    return {"experiment": spec.name, "directory": exp.where, "target": targets[0], "targets": targets,
             "atlas": atlas(trials, targets, sources, listed) if several else None,
             "objectives": spec.objectives, "pareto": fronts,
             "selection": "validation MAE (the objective); test MAE of the selected trials is reported, "
@@ -218,7 +218,7 @@ def selected_section(doc: Doc, models: list[dict[str, Any]]) -> None:
           "directory. Predict with it as an ensemble over the repeats (mean and spread per structure) or export it "
           "as a self-contained directory with a model card:")
     doc.table(["FT size", "trial", "configuration", "test MAE", "model directory"],
-              [[m["ft_size"], m["trial"], m["configuration"], _pm(m), m["model_dir"] or "(no weights kept)"]
+              [[m["ft_size"], m["trial"], m["configuration"], _pm(m), m["model_location"] or "(no weights kept)"]
                for m in models])
     doc.items([f"FT size {m['ft_size']}: `{m['commands']['predict']}`; `{m['commands']['export']}`" for m in models])
 

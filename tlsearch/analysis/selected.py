@@ -48,7 +48,9 @@ def selected(exp: Experiment, trials: pl.DataFrame, sizes: list[dict[str, Any]])
         out.append({
             "ft_size": z["ft_size"], "trial": r["trial"], "ray_trial_id": r["ray_trial_id"], "family": r["family"],
             "strategy": r["strategy"], "configuration": A.describe(r, names), "model_dir": r["model_dir"],
-            **{k: r[k] for k in _METRICS}, "pt": _pt(r), "experiment": spec.name, "directory": str(exp.root),
+            # where the report names it: the URI of an experiment on an object store, model_dir its local mirror
+            "model_location": exp.location(r["model_dir"]) if r["model_dir"] else None,
+            **{k: r[k] for k in _METRICS}, "pt": _pt(r), "experiment": spec.name, "directory": exp.where,
             "target": z.get("target", spec.data.ft_targets[0].label),
             # several targets: each exported model's folder names its property (export_dir_name)
             **({"target_property": r["target"].rsplit("/", 1)[-1].replace("/", "_")}
@@ -80,24 +82,24 @@ def choose(exp: Experiment, ft_size: str | None, target: str | None = None) -> d
         match = [t.label for t in targets if target is not None and target in (t.label, t.name, t.property)]
         if len(match) != 1:
             got = "no --target was given" if target is None else f"--target {target} is not one of them"
-            raise UserInputError(f"{exp.root}: the study has {len(targets)} FT targets and {got}; fix: --target with "
+            raise UserInputError(f"{exp.where}: the study has {len(targets)} FT targets and {got}; fix: --target with "
                                  f"one of: {', '.join(names)}")
         models = [m for m in models if m["target"] == match[0]]
     listed = [str(s) for s in spec.search.ft_size]
     done = [m["ft_size"] for m in models]
     if not models:
-        raise UserInputError(f"{exp.root}: no trial has finished yet, so there is no model to use; fix: wait for the "
-                             f"study (`tlsearch status {exp.root}`) or continue it with `tlsearch resume {exp.root}`")
+        raise UserInputError(f"{exp.where}: no trial has finished yet, so there is no model to use; fix: wait for the "
+                             f"study (`tlsearch status {exp.where}`) or continue it with `tlsearch resume {exp.where}`")
     if ft_size is None:
         m = models[-1]  # by_size sorts the sizes ascending, 'all' last
     elif ft_size not in done:
         why = ("no trial finished at this size" if ft_size in listed else
                f"the study does not search this size (its FT sizes: {', '.join(listed)})")
-        raise UserInputError(f"{exp.root}: --ft-size {ft_size}: {why}; fix: choose one of the sizes with a finished "
+        raise UserInputError(f"{exp.where}: --ft-size {ft_size}: {why}; fix: choose one of the sizes with a finished "
                              f"trial: {', '.join(done)}")
     else:
         m = models[done.index(ft_size)]
     if not m["model_dir"]:
-        raise UserInputError(f"{exp.root}: trial {m['trial']} (selected at FT size {m['ft_size']}) kept no model "
+        raise UserInputError(f"{exp.where}: trial {m['trial']} (selected at FT size {m['ft_size']}) kept no model "
                              "files; fix: run the study with this tlsearch version (older ones did not keep them)")
     return m

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -11,8 +11,9 @@ from rich.markup import escape
 out = Console()
 
 
-def print_report(experiment: Path | str, console: Console = out) -> None:
-    """Build the report and print its conclusions (also called at the end of ``tlsearch run`` / ``resume``)."""
+def print_report(experiment: Any, console: Console = out) -> None:
+    """Build the report and print its conclusions (also called at the end of ``tlsearch run`` / ``resume``).
+    ``experiment``: an Experiment (one on an object store is named by its URI), or its directory."""
     from tlsearch.analysis import build_report
 
     rep = build_report(experiment)
@@ -35,7 +36,7 @@ def report_cmd(
     from tlsearch.search.experiment import Experiment
 
     exp = Experiment.open(experiment)
-    print_report(exp.root)
+    print_report(exp)
     exp.push()  # an experiment on an object store gets its report there too
     if wandb:
         import json

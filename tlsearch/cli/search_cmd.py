@@ -136,7 +136,7 @@ def _report(exp) -> None:  # noqa: ANN001
     from tlsearch.cli.report_cmd import print_report
 
     try:
-        print_report(exp.root, out)
+        print_report(exp, out)
     except Exception as exc:  # noqa: BLE001 - the trials are safe on disk; say so and how to retry
         out.print(f"[red]report failed[/] ({type(exc).__name__}: {exc}); the trials are intact: "
                   f"retry with `tlsearch report {exp.where}`")

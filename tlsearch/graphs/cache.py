@@ -37,11 +37,10 @@ from tlsearch.errors import CorruptEntryError
 from tlsearch.graphs._build import GraphBuildError, build_arrays
 from tlsearch.graphs._pack import GraphPack
 from tlsearch.graphs._params import GraphParams
-from tlsearch.paths import cache_root
+from tlsearch.paths import GRAPH_STORE_ENV as STORE_ENV, cache_root
 
 Progress = Callable[[int, int], None]
 PARALLEL_MIN = 5000  # below this, spawning workers (each imports torch + alignn, ~3 s) costs more than it saves
-STORE_ENV = "TLSEARCH_GRAPH_STORE"
 log = logging.getLogger(__name__)
 
 

@@ -52,6 +52,14 @@ class Experiment:
         """How to name the experiment to the user (and to `tlsearch resume`)."""
         return self.uri or str(self.root)
 
+    def location(self, local: str | Path) -> str:
+        """How to name a file or directory of the experiment to the user: for an experiment on an object store,
+        a path in its mirror is named by its URI (the mirror is one machine's copy); otherwise the path."""
+        p = Path(local)
+        if self.uri and p.is_relative_to(self.root):
+            return remote.join(self.uri, p.relative_to(self.root).as_posix())
+        return str(local)
+
     @property
     def tune_storage(self) -> str:
         """Ray Tune's ``storage_path``: the experiment (Tune's own directory ``tune/`` is below it)."""

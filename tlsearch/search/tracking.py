@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from tlsearch import remote
+from tlsearch.paths import GRAPH_STORE_ENV
 from tlsearch.search.experiment import Experiment
 from tlsearch.search.spec import SearchSpec
 
@@ -35,7 +36,7 @@ def effective_mode(spec: SearchSpec) -> str:
 def worker_env(spec: SearchSpec) -> dict[str, str]:
     env = {"WANDB_MODE": effective_mode(spec), "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true",
            "TLSEARCH_CACHE": os.environ.get("TLSEARCH_CACHE", ""), "PYTHONWARNINGS": "ignore",
-           "TLSEARCH_GRAPH_STORE": spec.cluster.graph_store or os.environ.get("TLSEARCH_GRAPH_STORE", ""),
+           GRAPH_STORE_ENV: spec.cluster.graph_store or os.environ.get(GRAPH_STORE_ENV, ""),
            **remote.env()}  # workers open the same object-store URIs (checkpoints, the PT and graph stores)
     os.environ["WANDB_MODE"] = env["WANDB_MODE"]
     return {k: v for k, v in env.items() if v}

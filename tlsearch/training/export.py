@@ -62,7 +62,7 @@ def model_info(sel: dict[str, Any], ens: Ensemble) -> dict[str, Any]:
             "ft_size": sel["ft_size"], "experiment": sel["experiment"], "experiment_dir": sel["directory"],
             "trial": sel["trial"], "ray_trial_id": sel["ray_trial_id"], "family": sel["family"],
             "strategy": sel["strategy"], "configuration": sel["configuration"], "selection": sel["selection"],
-            "source_model_dir": sel["model_dir"], "metrics": metrics, "pt": _lineage(sel, ens),
+            "source_model_dir": sel.get("model_location") or sel["model_dir"], "metrics": metrics, "pt": _lineage(sel, ens),
             "graph": cfg.graph.model_dump(mode="json"), "model": cfg.model.model_dump(mode="json"),
             "test_fraction": cfg.test_fraction, "split_seed": cfg.split_seed, "repeats_trained": sel.get("repeats"),
             "repeats": _repeats(ens)}
