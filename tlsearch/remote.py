@@ -169,20 +169,25 @@ def upload(local: Path, uri: str, exclude: tuple[str, ...] = (), sent: dict[str,
         return _upload(fs, path, local, exclude, sent)
 
 
+def stamp(f: Path) -> tuple[int, int]:
+    """What ``upload``'s ``sent`` records of a file: (size, mtime_ns); a different stamp is a changed file."""
+    st = f.stat()
+    return st.st_size, st.st_mtime_ns
+
+
 def _upload(fs: Any, path: str, local: Path, exclude: tuple[str, ...], sent: dict[str, tuple[int, int]] | None) -> int:
     n = 0
     for f in sorted(p for p in local.rglob("*") if p.is_file()) if local.is_dir() else []:
         rel = f.relative_to(local).as_posix()
         if _excluded(rel, exclude) or f.name.startswith("."):
             continue
-        st = f.stat()
-        stamp = (st.st_size, st.st_mtime_ns)
-        if sent is not None and sent.get(rel) == stamp:
+        now = stamp(f)
+        if sent is not None and sent.get(rel) == now:
             continue
         with open(f, "rb") as src, fs.open_output_stream(f"{path}/{rel}") as out:
             while chunk := src.read(1 << 22):
                 out.write(chunk)
         if sent is not None:
-            sent[rel] = stamp
+            sent[rel] = now
         n += 1
     return n

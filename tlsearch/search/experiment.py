@@ -146,13 +146,12 @@ class Experiment:
             return 0
         n = 0
         if self.journal.exists():
-            st = self.journal.stat()
-            stamp = (st.st_size, st.st_mtime_ns)
-            if sent is None or sent.get(self.journal.name) != stamp:
+            now = remote.stamp(self.journal)
+            if sent is None or sent.get(self.journal.name) != now:
                 remote.write_bytes(remote.join(self.uri, self.journal.name), self.journal.read_bytes())
                 n = 1
                 if sent is not None:
-                    sent[self.journal.name] = stamp
+                    sent[self.journal.name] = now
         return n + remote.upload(self.root, self.uri, exclude=(f"{TUNE_NAME}/*", self.journal.name), sent=sent)
 
     def spec(self) -> SearchSpec:
