@@ -207,3 +207,39 @@ def test_ray_experiment_snapshot_waits_for_the_previous_upload(tmp_path):
     m.sync_up_experiment_state(lambda: saves.append(1))  # first snapshot: due
     m.sync_up_experiment_state(lambda: saves.append(1))  # within the period: not due, no save, no wait
     assert saves == [1] and len(waits) == 1, (saves, waits)
+
+
+def _check_stop_trial_never_started(tmp: str) -> None:
+    """A scheduler stops a trial before Tune starts it: with Tune's stop_trial alone Ray 2.60's own end of the
+    experiment raises RuntimeError (its output reads Trial.error_file, ResultGrid reads trial.path); through
+    _compat.stop_trial the study ends, every trial in its results."""
+    import ray
+    from ray import tune
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import FIFOScheduler
+
+    class StopTheSecond(FIFOScheduler):
+        def choose_trial_to_run(self, tune_controller):  # noqa: ANN001, ANN202
+            for t in tune_controller.get_trials():
+                if t.status == Trial.PENDING and t.config["x"] == 1:
+                    _compat.stop_trial(tune_controller, t)
+            return super().choose_trial_to_run(tune_controller)
+
+    def trainable(config: dict) -> None:
+        tune.report({"v": config["x"]})
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=f"{tmp}/ray")
+    try:
+        results = tune.Tuner(trainable, param_space={"x": tune.grid_search([0, 1, 2])},
+                             tune_config=tune.TuneConfig(scheduler=StopTheSecond(), max_concurrent_trials=1),
+                             run_config=tune.RunConfig(storage_path=tmp, name="e", verbose=1)).fit()
+        assert len(results) == 3 and not results.errors, results.errors
+        assert sorted(r.metrics.get("v", -1) for r in results) == [-1, 0, 2]  # the stopped one never reported
+    finally:
+        ray.shutdown()
+
+
+def test_ray_stop_of_a_trial_never_started():
+    from tests.search.test_scheduling import in_fresh_process
+
+    in_fresh_process("test_compat", "_check_stop_trial_never_started(sys.argv[1])")

@@ -118,8 +118,20 @@ def test_orphans_nobody_replans_stop_holding_the_bracket_and_old_states_drop_the
 
 
 class _Trial:
+    """As Tune's Trial: a directory once started (a PENDING one has none; its paths raise, as Ray 2.60's)."""
+
     def __init__(self, trial_id: str, status: str, config: dict) -> None:
         self.trial_id, self.status, self.config, self.is_saving = trial_id, status, config, False
+        self.dir = None if status == "PENDING" else f"t_{trial_id}"
+
+    @property
+    def local_path(self) -> str:
+        if self.dir is None:
+            raise RuntimeError("Should not access `trial_driver_staging_path` without setting `trial_dir_name`")
+        return self.dir
+
+    def init_local_path(self) -> None:
+        self.dir = self.dir or f"t_{self.trial_id}"
 
 
 class _Controller:
@@ -171,6 +183,7 @@ def test_a_pause_that_is_not_the_brackets_is_resumed(tmp_path):
     assert bracket.members == ["a", "b", "c", "d2", "e", "f", "g"] and "d2" not in bracket.alive
     sched.choose_trial_to_run(ctl)
     assert "d2" in ctl.stopped  # stopped before it runs: its place had been dropped at rung 1
+    assert new.local_path == "t_d2"  # with a directory, which Tune reads for every trial at the end
 
 
 class _Search:

@@ -13,7 +13,7 @@ from typing import Any
 
 __all__ = ["asha_knows", "asha_rungs", "optuna_study", "optuna_trials", "rebind_study", "restored_callbacks",
            "restored_scheduler", "searcher_seed", "serialize_experiment_syncs", "set_asha_rungs",
-           "set_stored_user_attr", "tolerate_deleted_checkpoints", "wandb_record_class"]
+           "set_stored_user_attr", "stop_trial", "tolerate_deleted_checkpoints", "wandb_record_class"]
 
 # ---- Optuna ----------------------------------------------------------------------------------------------
 def set_stored_user_attr(study: Any, frozen: Any, key: str, value: Any) -> None:
@@ -104,6 +104,21 @@ def tolerate_deleted_checkpoints() -> None:
 
     tolerant.tlsearch_tolerant = True  # type: ignore[attr-defined]
     manager._delete_fs_path = tolerant
+
+
+def stop_trial(tune_controller: Any, trial: Any) -> None:
+    """Stop a trial, also one Tune never started (successive halving stops a re-planned trial whose place in
+    its bracket had been dropped before the driver died). Tune names a trial's directory when it starts the
+    trial; at the end of the experiment Tune's own output (``Trial.error_file``), its ``ResultGrid``
+    (``trial.path``) and the callbacks read every trial's directory, and for a trial without one they raise
+    RuntimeError ("without setting trial_dir_name"): the study ended with a traceback after every trial had
+    finished (CI, 2026-12-02). ``Trial.init_local_path`` is what Tune calls when it starts a trial: it names
+    and creates the (empty) directory. Public API missing: ``TuneController.stop_trial`` does not do it."""
+    try:
+        trial.local_path
+    except RuntimeError:
+        trial.init_local_path()
+    tune_controller.stop_trial(trial)
 
 
 def serialize_experiment_syncs() -> None:

@@ -35,6 +35,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
+from tlsearch.search._compat import stop_trial
 from tlsearch.search._grouped import GroupedScheduler
 from tlsearch.search._sh_bracket import _Bracket, config_key, quotas, rungs
 
@@ -155,7 +156,7 @@ class GroupedSH(GroupedScheduler):
             if current is not None and tid == current.trial_id:
                 action = TrialScheduler.STOP
             elif t is not None and t.status in (Trial.PAUSED, Trial.PENDING, Trial.RUNNING):
-                tune_controller.stop_trial(t)  # running: Tune started it after a resume, before its rung
+                stop_trial(tune_controller, t)  # running: Tune started it after a resume, before its rung
         for tid in keep:
             if current is not None and tid == current.trial_id:
                 action = TrialScheduler.CONTINUE
@@ -203,7 +204,7 @@ class GroupedSH(GroupedScheduler):
             if b is None or t.status not in (Trial.PENDING, Trial.PAUSED) or t.trial_id in b.done:
                 continue
             if t.trial_id not in b.alive:  # after a resume: its bracket stopped it, an older snapshot did not know
-                tune_controller.stop_trial(t)
+                stop_trial(tune_controller, t)  # or a re-planned trial that took a dropped place, never started
             elif t.status == Trial.PAUSED and t.trial_id not in b.at_rung:
                 # paused but not waiting at a rung: a pause that was not the bracket's (Tune applies the decisions
                 # of saves its dead driver had in flight): the trial may go on
