@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from benchmarks.load import stop_ray
-from tlsearch.search.experiment import ORPHANED
+from tlsearch.search.experiment import CUT_SHORT, ORPHANED
 from tests.search.test_faults import _check_wandb, _rows
 from tests.search.test_run import ROOT, SMOKE
 
@@ -140,7 +140,8 @@ def test_study_as_ray_jobs_on_two_nodes_stopped_and_resumed(tmp_path):
     assert finished.height == 6, trials.select("trial", "state", "error")
     # an Optuna trial the stopped driver had started after Tune's last snapshot is an orphan (issue 18's window):
     # marked failed with the reason, and its configuration planned again, so it finished once under another number
-    orphans = trials.filter(pl.col("state") != "finished")
+    # (a stop that lands while Optuna samples a trial leaves one never run: failed, CUT_SHORT, nothing planned again)
+    orphans = trials.filter((pl.col("state") != "finished") & (pl.col("error") != CUT_SHORT))
     assert (orphans["error"] == ORPHANED).all(), orphans.select("trial", "state", "error")
     assert set(orphans["params"]) <= set(finished["params"]), orphans.select("trial", "params")
     assert done_at_stop < 6  # the first job was stopped mid-study; the second finished it

@@ -154,6 +154,34 @@ def test_every_strategy_x_freeze_combination_is_tried_at_every_size_when_listed(
     assert [c["ft_size"] for c in configs[:4]] == [100, 800, 100, 800]
 
 
+def test_a_trial_whose_ask_a_crash_cut_short_takes_no_place_in_the_cover():
+    """The driver died while Optuna sampled a trial (its strategy drawn, never given to Tune: no Ray trial id).
+    The resumed searcher closes it as failed (CUT_SHORT) and the cover goes on where it was: every strategy x
+    freeze combination still runs once (it counted as asked, so one combination was never tried and another
+    ran twice: CI, 2026-12-02)."""
+    from tlsearch.search._compat import optuna_study
+    from tlsearch.search.experiment import CUT_SHORT, NOTE_ATTR
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    combos = [{"strategy": "scratch"}] + [{"strategy": s, "freeze": f} for s in STRATEGIES[1:] for f in FREEZE]
+    tpe = optuna.samplers.TPESampler(seed=0, constant_liar=True, multivariate=True, group=True, n_startup_trials=2)
+    searcher = ResumableOptunaSearch(_space, metric="val_mae", mode="min", seed=0,
+                                     sampler=CycleSampler(tpe, "ft_size", SIZES, cover=combos))
+    n = len(combos) * len(SIZES)
+    configs = _drive(searcher, 5)
+    study = optuna_study(searcher)
+    cut = study.ask()  # what the dead driver left: RUNNING, some parameters, no Ray trial
+    cut.suggest_categorical("ft_size", SIZES)
+    cut.suggest_categorical("strategy", STRATEGIES)
+    for i in range(n - 5):  # the resumed driver's trials
+        configs.append(searcher.suggest(f"r{i}"))
+        searcher.on_trial_complete(f"r{i}", {"val_mae": _value(configs[-1]), "final": True})
+    got = sorted((c["ft_size"], c["strategy"], c.get("freeze")) for c in configs)
+    assert got == sorted((z, c["strategy"], c.get("freeze")) for z in SIZES for c in combos), got
+    closed = study.trials[cut.number]
+    assert closed.state == optuna.trial.TrialState.FAIL and closed.user_attrs[NOTE_ATTR] == CUT_SHORT
+
+
 def test_an_old_pickled_family_cover_still_works():
     sampler = CycleSampler(optuna.samplers.RandomSampler(seed=0), "ft_size", SIZES, cover=("strategy", STRATEGIES))
     sampler._cover = ("strategy", STRATEGIES)  # what a sampler pickled by an earlier tlsearch holds

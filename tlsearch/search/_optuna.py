@@ -16,8 +16,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tlsearch.search import objectives
 from tlsearch.search._compat import optuna_study, optuna_trials, rebind_study, searcher_seed, set_stored_user_attr
-from tlsearch.search.experiment import (FINAL_ATTR, IMPORTED_ATTR, NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR, REPLANNED_ATTR,
-                                       REUSED_ATTR, TIME_BUDGET)
+from tlsearch.search.experiment import (CUT_SHORT, FINAL_ATTR, IMPORTED_ATTR, NOTE_ATTR, ORPHANED, RAY_TRIAL_ATTR,
+                                       REPLANNED_ATTR, REUSED_ATTR, TIME_BUDGET)
 from tlsearch.search.objectives import PT_KEY_ATTR
 
 JOURNAL_ENV = "TLSEARCH_OPTUNA_JOURNAL"  # the journal a restored searcher writes to (the resuming driver's)
@@ -76,12 +76,19 @@ class ResumableOptunaSearch(OptunaSearch):
     def _replan_orphans(self) -> None:
         """A trial a dead driver left running that the restored Tune does not know (it started after Tune's
         last snapshot) is planned again with the same configuration (Optuna's queue), so that the strategy
-        cover and successive halving's bracket get that configuration back, not a new TPE draw."""
-        live = self._live_ids()
-        for t in optuna_study(self).get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get(RAY_TRIAL_ATTR, None) not in live | {None} and REPLANNED_ATTR not in t.user_attrs:
-                set_stored_user_attr(optuna_study(self), t, REPLANNED_ATTR, True)
-                optuna_study(self).enqueue_trial(t.params, skip_if_exists=False)
+        cover and successive halving's bracket get that configuration back, not a new TPE draw. A trial the
+        driver died while asking for (some parameters sampled, never given to Tune: no Ray trial, and not one
+        this searcher asked) is closed as failed with the note CUT_SHORT: it holds no place in the cover."""
+        study, live = optuna_study(self), self._live_ids()
+        asked_here = {t.number for t in optuna_trials(self).values()}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            ray_id = t.user_attrs.get(RAY_TRIAL_ATTR)
+            if ray_id is None and t.number not in asked_here:
+                set_stored_user_attr(study, t, NOTE_ATTR, CUT_SHORT)
+                study.tell(t.number, state=TrialState.FAIL)
+            elif ray_id is not None and ray_id not in live and REPLANNED_ATTR not in t.user_attrs:
+                set_stored_user_attr(study, t, REPLANNED_ATTR, True)
+                study.enqueue_trial(t.params, skip_if_exists=False)
 
     def suggest(self, trial_id: str) -> dict | str | None:
         if trial_id not in optuna_trials(self):
@@ -208,10 +215,12 @@ class CycleSampler(BaseSampler):
     @staticmethod
     def _slot(study: Any, trial: Any) -> int:
         """Trials asked before this one, without answers from history, orphans planned again (their
-        replacement holds their slot) and trials imported from earlier studies (warm start: never asked)."""
+        replacement holds their slot), trials imported from earlier studies (warm start: never asked) and
+        trials whose ask a driver crash cut short (never run: their cover item would go untried)."""
         return sum(1 for t in study.get_trials(deepcopy=False)
                    if t.number < trial.number and REUSED_ATTR not in t.user_attrs
-                   and REPLANNED_ATTR not in t.user_attrs and IMPORTED_ATTR not in t.user_attrs)
+                   and REPLANNED_ATTR not in t.user_attrs and IMPORTED_ATTR not in t.user_attrs
+                   and t.user_attrs.get(NOTE_ATTR) != CUT_SHORT)
 
     def _condition(self, study: Any, trial: Any) -> tuple[int, dict[str, Any]]:
         conds = self._conditions()

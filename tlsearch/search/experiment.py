@@ -34,6 +34,7 @@ RAY_TRIAL_ATTR = "ray_trial_id"  # Optuna user attribute: the Ray trial that ran
 FINAL_ATTR = "finished"  # Optuna user attribute: the trial ran all its epochs and repeats (not stopped early)
 NOTE_ATTR = "tlsearch_note"  # Optuna user attribute: why a trial ended as it did
 ORPHANED = "orphaned by a driver crash; re-planned"  # the note of a trial a dead driver left RUNNING
+CUT_SHORT = "never run: a driver crash cut its sampling short"  # RUNNING, some parameters, never given to Tune
 TIME_BUDGET = "stopped: time budget"  # the note of a trial still running when budget.time_budget_s ran out
 REUSED_ATTR = "reused_from"  # Optuna user attribute: a repeated suggestion answered by this earlier trial
 REPLANNED_ATTR = "replanned"  # Optuna user attribute: an orphan whose configuration was queued again on resume
