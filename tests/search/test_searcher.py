@@ -141,12 +141,17 @@ def test_every_strategy_family_is_tried_at_every_size_first():
     assert late["finetune"] >= 3, late  # then TPE's: the best family (finetune in the formula) is chosen most
 
 
-def test_every_strategy_x_freeze_combination_is_tried_at_every_size_when_listed():
+def _combo_searcher() -> tuple[ResumableOptunaSearch, list[dict]]:
+    """A searcher whose cover lists every strategy x freeze combination, and that list."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     combos = [{"strategy": "scratch"}] + [{"strategy": s, "freeze": f} for s in STRATEGIES[1:] for f in FREEZE]
     tpe = optuna.samplers.TPESampler(seed=0, constant_liar=True, multivariate=True, group=True, n_startup_trials=2)
-    searcher = ResumableOptunaSearch(_space, metric="val_mae", mode="min", seed=0,
-                                     sampler=CycleSampler(tpe, "ft_size", SIZES, cover=combos))
+    return ResumableOptunaSearch(_space, metric="val_mae", mode="min", seed=0,
+                                 sampler=CycleSampler(tpe, "ft_size", SIZES, cover=combos)), combos
+
+
+def test_every_strategy_x_freeze_combination_is_tried_at_every_size_when_listed():
+    searcher, combos = _combo_searcher()
     n = len(combos) * len(SIZES)
     configs = _drive(searcher, n + 2)
     first = sorted((c["ft_size"], c["strategy"], c.get("freeze")) for c in configs[:n])
@@ -162,11 +167,7 @@ def test_a_trial_whose_ask_a_crash_cut_short_takes_no_place_in_the_cover():
     from tlsearch.search._compat import optuna_study
     from tlsearch.search.experiment import CUT_SHORT, NOTE_ATTR
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    combos = [{"strategy": "scratch"}] + [{"strategy": s, "freeze": f} for s in STRATEGIES[1:] for f in FREEZE]
-    tpe = optuna.samplers.TPESampler(seed=0, constant_liar=True, multivariate=True, group=True, n_startup_trials=2)
-    searcher = ResumableOptunaSearch(_space, metric="val_mae", mode="min", seed=0,
-                                     sampler=CycleSampler(tpe, "ft_size", SIZES, cover=combos))
+    searcher, combos = _combo_searcher()
     n = len(combos) * len(SIZES)
     configs = _drive(searcher, 5)
     study = optuna_study(searcher)
