@@ -4,9 +4,12 @@ attribute and the pin in constraints.txt to revisit: an upgrade moved something 
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -147,41 +150,30 @@ def test_wandb_record_protobuf():
         assert field in record.DESCRIPTOR.fields_by_name, _moved("wandb", f"Record.{field} of wandb.proto")
 
 
-def test_ray_checkpoint_manager_deletion_of_a_missing_checkpoint(tmp_path):
-    """Ray Train deletes old checkpoints through checkpoint_manager._delete_fs_path, which raises on a path
-    that is gone (what a restored state lists after `ray job stop`: tests/search/test_ray_jobs.py saw the
-    traceback); tolerate_deleted_checkpoints makes that a no-op and keeps deleting what exists."""
-    import pyarrow.fs
+class _Syncer:
+    """The storage's background syncer, as Tune's snapshot manager uses it (no Ray session needed): ``wait``
+    raises while ``failing`` (the upload failed)."""
 
-    try:
-        import ray.train._internal.checkpoint_manager as manager
-    except ImportError:
-        pytest.fail(_moved("ray", "ray.train._internal.checkpoint_manager"))
-    assert hasattr(manager, "_delete_fs_path"), _moved("ray", "checkpoint_manager._delete_fs_path")
-    fs, gone = pyarrow.fs.LocalFileSystem(), str(tmp_path / "checkpoint_000002")
-    if not getattr(manager._delete_fs_path, "tlsearch_tolerant", False):
-        with pytest.raises(FileNotFoundError):
-            manager._delete_fs_path(fs=fs, fs_path=gone)
-    _compat.tolerate_deleted_checkpoints()
-    _compat.tolerate_deleted_checkpoints()  # idempotent
-    manager._delete_fs_path(fs=fs, fs_path=gone)  # no error
-    kept = tmp_path / "checkpoint_000003"
-    kept.mkdir()
-    (kept / "state.pt").write_bytes(b"x")
-    manager._delete_fs_path(fs=fs, fs_path=str(kept))
-    assert not kept.exists()
+    def __init__(self) -> None:
+        self.waits, self.failing = 0, False
+
+    def wait(self, *a, **k):
+        self.waits += 1
+        if self.failing:
+            raise OSError("upload failed")
+
+    def sync_up(self, *a, **k):
+        return True
 
 
-def test_ray_experiment_snapshot_waits_for_the_previous_upload(tmp_path):
-    """Tune's experiment snapshots (_ExperimentCheckpointManager.sync_up_experiment_state) are serialised after
-    the previous background upload by serialize_experiment_syncs, which reads the manager's throttle state and
-    its storage's syncer: a snapshot that is due waits for the syncer; one that is not due does not."""
+def _snapshot_manager(tmp_path: Path) -> tuple[Any, _Syncer]:
     try:
         from ray.train._internal.storage import StorageContext
         from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
     except ImportError as exc:
         pytest.fail(_moved("ray", f"ray.tune.execution.experiment_state._ExperimentCheckpointManager ({exc})"))
     import inspect
+    from types import SimpleNamespace
 
     params = list(inspect.signature(_ExperimentCheckpointManager.sync_up_experiment_state).parameters)
     assert params[:4] == ["self", "save_fn", "force", "wait"], _moved("ray", f"sync_up_experiment_state{params}")
@@ -191,22 +183,122 @@ def test_ray_experiment_snapshot_waits_for_the_previous_upload(tmp_path):
     for name in ("_should_force_sync_up", "_last_save_time", "_checkpoint_period", "_storage"):
         assert hasattr(m, name), _moved("ray", f"_ExperimentCheckpointManager.{name}")
     assert "syncer" in inspect.getsource(StorageContext.__init__), _moved("ray", "StorageContext.syncer")
-    waits, saves = [], []
-
-    class Syncer:  # the storage's background syncer, as the manager uses it (no Ray session needed)
-        def wait(self, *a, **k):
-            waits.append(1)
-
-        def sync_up(self, *a, **k):
-            return False
-
-    from types import SimpleNamespace
-
-    m._storage = SimpleNamespace(syncer=Syncer(), experiment_driver_staging_path=str(tmp_path),
+    syncer = _Syncer()
+    m._storage = SimpleNamespace(syncer=syncer, experiment_driver_staging_path=str(tmp_path),
                                  experiment_fs_path=str(tmp_path / "store"))
+    return m, syncer
+
+
+def test_ray_checkpoint_deletion_waits_until_the_stored_snapshot_no_longer_names_it(tmp_path):
+    """Ray Train's retention deletes old checkpoints through checkpoint_manager._delete_fs_path, at once;
+    defer_checkpoint_deletions queues them: a queued one is deleted after the next snapshot is written and its
+    upload has succeeded (a failed upload keeps it for the next); one already gone is skipped; the rest go when
+    the experiment has ended (flush)."""
+    import pyarrow.fs
+
+    try:
+        import ray.train._internal.checkpoint_manager as manager
+    except ImportError:
+        pytest.fail(_moved("ray", "ray.train._internal.checkpoint_manager"))
+    assert hasattr(manager, "_delete_fs_path"), _moved("ray", "checkpoint_manager._delete_fs_path")
+    _compat.defer_checkpoint_deletions()
+    _compat.defer_checkpoint_deletions()  # idempotent
+    _compat.flush_checkpoint_deletions()  # what earlier tests of this process left
+    m, syncer = _snapshot_manager(tmp_path)
+    fs, saves = pyarrow.fs.LocalFileSystem(), []
+
+    def checkpoint(name: str) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "state.pt").write_bytes(b"x")
+        manager._delete_fs_path(fs=fs, fs_path=str(d))  # retention gives it up
+        return d
+
+    first = checkpoint("checkpoint_000001")
+    assert first.exists()  # the snapshot on storage may name it
+    m.sync_up_experiment_state(lambda: saves.append(1), force=True)  # the snapshot without it: uploading
+    assert first.exists() and saves == [1]
+    second = checkpoint("checkpoint_000002")
+    syncer.failing = True
+    m.sync_up_experiment_state(lambda: saves.append(2), force=True)  # the upload of snapshot 1 failed
+    assert first.exists() and second.exists()
+    syncer.failing = False
+    m.sync_up_experiment_state(lambda: saves.append(3), force=True)  # snapshot 2 (repeating 1) is on storage
+    assert not first.exists() and not second.exists() and saves == [1, 2, 3]
+    third = checkpoint("checkpoint_000003")
+    manager._delete_fs_path(fs=fs, fs_path=str(tmp_path / "checkpoint_000000"))  # a dead driver deleted it
+    _compat.flush_checkpoint_deletions()
+    assert not third.exists()
+
+
+def test_ray_experiment_snapshot_waits_for_the_previous_upload(tmp_path):
+    """Tune's experiment snapshots (_ExperimentCheckpointManager.sync_up_experiment_state) are serialised after
+    the previous background upload by serialize_experiment_syncs, which reads the manager's throttle state and
+    its storage's syncer: a snapshot that is due waits for the syncer; one that is not due does not."""
+    m, syncer = _snapshot_manager(tmp_path)
+    saves = []
     m.sync_up_experiment_state(lambda: saves.append(1))  # first snapshot: due
     m.sync_up_experiment_state(lambda: saves.append(1))  # within the period: not due, no save, no wait
-    assert saves == [1] and len(waits) == 1, (saves, waits)
+    assert saves == [1] and syncer.waits == 1, (saves, syncer.waits)
+    m.sync_up_experiment_state(lambda: saves.append(2), wait=True)  # not due: Tune's own throttle
+    before = syncer.waits
+    m.sync_up_experiment_state(lambda: saves.append(2), force=True, wait=True)  # waits before and after
+    assert saves == [1, 2] and syncer.waits >= before + 2, (saves, syncer.waits)
+
+
+def _check_no_stored_snapshot_names_a_deleted_checkpoint(tmp: str) -> None:
+    """Real Tune, a checkpoint every iteration, retention keeping one: whenever a checkpoint registers, the
+    experiment snapshot on storage (what a resume after `ray job stop` reads) names as each trial's latest only
+    checkpoints that exist; when the experiment has ended, retention has kept one per trial."""
+    import glob
+
+    import ray
+    from ray import tune
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    stale = []
+
+    class Inspect(tune.Callback):
+        def on_step_end(self, iteration, trials, **info):  # noqa: ANN001, ANN003
+            snaps = sorted(glob.glob(f"{tmp}/e/experiment_state-*.json"))
+            try:
+                state = json.loads(Path(snaps[-1]).read_text()) if snaps else {"trial_data": []}
+            except ValueError:  # being uploaded
+                return
+            for _, meta in state["trial_data"]:
+                latest = _TrainingRunMetadata.from_json_state(meta).checkpoint_manager.latest_checkpoint_result
+                if latest is not None and not os.path.exists(latest.checkpoint.path):
+                    stale.append(latest.checkpoint.path)
+
+    def trainable(config: dict) -> None:
+        import tempfile
+        import time
+
+        for i in range(1, 9):
+            with tempfile.TemporaryDirectory() as d:
+                Path(d, "state.txt").write_text(str(i))
+                tune.report({"i": i}, checkpoint=tune.Checkpoint.from_directory(d))
+            time.sleep(0.05)
+
+    _compat.serialize_experiment_syncs()
+    _compat.defer_checkpoint_deletions()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=f"{tmp}/ray")
+    try:
+        tune.Tuner(trainable, param_space={"x": tune.grid_search([0, 1])},
+                   run_config=tune.RunConfig(storage_path=tmp, name="e", verbose=0, callbacks=[Inspect()],
+                                             checkpoint_config=tune.CheckpointConfig(num_to_keep=1))).fit()
+    finally:
+        ray.shutdown()
+    _compat.flush_checkpoint_deletions()
+    assert not stale, f"the stored snapshot named deleted checkpoints: {stale}"
+    kept = sorted(Path(p).name for p in glob.glob(f"{tmp}/e/*/checkpoint_*"))
+    assert kept == ["checkpoint_000007"] * 2, kept
+
+
+def test_ray_stored_snapshot_never_names_a_deleted_checkpoint():
+    from tests.search.test_scheduling import in_fresh_process
+
+    in_fresh_process("test_compat", "_check_no_stored_snapshot_names_a_deleted_checkpoint(sys.argv[1])")
 
 
 def _check_stop_trial_never_started(tmp: str) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 
 __all__ = ["asha_knows", "asha_rungs", "optuna_study", "optuna_trials", "rebind_study", "restored_callbacks",
            "restored_scheduler", "searcher_seed", "serialize_experiment_syncs", "set_asha_rungs",
-           "set_stored_user_attr", "stop_trial", "tolerate_deleted_checkpoints", "wandb_record_class"]
+           "set_stored_user_attr", "stop_trial", "defer_checkpoint_deletions", "flush_checkpoint_deletions",
+           "wandb_record_class"]
 
 # ---- Optuna ----------------------------------------------------------------------------------------------
 def set_stored_user_attr(study: Any, frozen: Any, key: str, value: Any) -> None:
@@ -84,28 +85,6 @@ def restored_callbacks(tuner: Any) -> list[Any]:
     return list(getattr(getattr(getattr(tuner, "_local_tuner", None), "_run_config", None), "callbacks", None) or [])
 
 
-def tolerate_deleted_checkpoints() -> None:
-    """Let Ray Train's checkpoint manager delete a trial's old checkpoint (``CheckpointConfig.num_to_keep``)
-    that is already gone. After a driver is stopped (``ray job stop``) or killed, the restored experiment state
-    can list a checkpoint the dead driver had already deleted; deleting it again raised FileNotFoundError
-    inside Tune's checkpoint handling (a traceback in the resumed study's log, the save's bookkeeping skipped).
-    Public API missing: no option to ignore a missing old checkpoint. Idempotent; the driver calls it."""
-    import ray.train._internal.checkpoint_manager as manager
-
-    delete = manager._delete_fs_path
-    if getattr(delete, "tlsearch_tolerant", False):
-        return
-
-    def tolerant(fs: Any, fs_path: str) -> None:
-        try:
-            delete(fs=fs, fs_path=fs_path)
-        except FileNotFoundError:
-            pass
-
-    tolerant.tlsearch_tolerant = True  # type: ignore[attr-defined]
-    manager._delete_fs_path = tolerant
-
-
 def stop_trial(tune_controller: Any, trial: Any) -> None:
     """Stop a trial, also one Tune never started (successive halving stops a re-planned trial whose place in
     its bracket had been dropped before the driver died). Tune names a trial's directory when it starts the
@@ -121,14 +100,64 @@ def stop_trial(tune_controller: Any, trial: Any) -> None:
     tune_controller.stop_trial(trial)
 
 
+# Checkpoints Ray Train's retention (CheckpointConfig.num_to_keep) gave up: "queued" until the next experiment
+# snapshot is written (it no longer names them), then "uploading" until that snapshot is on storage
+_DELETIONS: dict[str, list[tuple[Any, str]]] = {"queued": [], "uploading": []}
+_DELETE: list[Any] = []  # Ray's own deletion, once defer_checkpoint_deletions has replaced it
+
+
+def defer_checkpoint_deletions() -> None:
+    """Delete a trial's old checkpoint (``CheckpointConfig.num_to_keep``) only once the experiment snapshot
+    that no longer names it is on storage. Ray Train deletes it the moment a newer checkpoint registers, while
+    the snapshot on storage (refreshed only at the next upload) may still name it as the trial's latest: a
+    driver stopped in that window (``ray job stop``, a crash) left a state whose trial could not be restored
+    ("Could not recover from checkpoint as it does not exist on storage anymore"; CI, 2026-12-02,
+    tests/search/test_ray_jobs.py). Here a deletion is queued; the next snapshot Tune writes takes the queue and
+    the deletions happen once its upload has finished (``serialize_experiment_syncs``, which must be on too);
+    ``flush_checkpoint_deletions`` does the rest when the experiment has ended. A checkpoint already gone (a
+    dead driver deleted it and the restored state still lists it) is skipped. A driver that dies leaves the
+    checkpoints it had queued on storage. Public API missing: no hook between retention and snapshots, and no
+    option to ignore a missing old checkpoint. Idempotent."""
+    import ray.train._internal.checkpoint_manager as manager
+
+    if getattr(manager._delete_fs_path, "tlsearch_deferred", False):
+        return
+    _DELETE[:] = [manager._delete_fs_path]
+
+    def deferred(fs: Any, fs_path: str) -> None:
+        _DELETIONS["queued"].append((fs, fs_path))
+
+    deferred.tlsearch_deferred = True  # type: ignore[attr-defined]
+    manager._delete_fs_path = deferred
+
+
+def _delete(batch: list[tuple[Any, str]]) -> None:
+    for fs, fs_path in batch:
+        try:
+            _DELETE[0](fs=fs, fs_path=fs_path)
+        except FileNotFoundError:
+            pass
+
+
+def flush_checkpoint_deletions() -> None:
+    """Carry out every deferred checkpoint deletion: the experiment has ended and its last snapshot is stored."""
+    batch = _DELETIONS["uploading"] + _DELETIONS["queued"]
+    _DELETIONS["uploading"], _DELETIONS["queued"] = [], []
+    if _DELETE:
+        _delete(batch)
+
+
 def serialize_experiment_syncs() -> None:
     """Let Tune's experiment snapshot wait for its previous background upload before it writes the next one.
     Tune uploads the driver's staging directory in the background and, at the next snapshot, writes new state
     files there (``tmp-searcher-state-*.pkl``, renamed into place) while that upload may still be listing them:
     the upload then fails on a file already renamed, and Tune logs a traceback ("Saving experiment state to
     storage ... failed"; seen with ``storage: s3://...`` in tests/search/test_object_storage.py). The next upload
-    copies everything again, so the only loss was the log and a late snapshot. Public API missing: no option
-    orders the two. A failed earlier upload is not raised here: the upload that follows repeats it. Idempotent."""
+    copies everything again, so the only loss was the log and a late snapshot. Also the clock of the deferred
+    checkpoint deletions (``defer_checkpoint_deletions``): those queued before a snapshot is written are done
+    once its upload has succeeded (a failed upload keeps them for the one that repeats it). Public API missing:
+    no option orders the two. Idempotent."""
+    import logging
     import time
 
     from ray.tune.execution.experiment_state import _ExperimentCheckpointManager as manager
@@ -137,14 +166,34 @@ def serialize_experiment_syncs() -> None:
     if getattr(sync_up, "tlsearch_serial", False):
         return
 
+    def uploaded(self: Any) -> bool:
+        """Wait for the background upload; whether it (or the lack of one) left storage up to date."""
+        try:
+            self._storage.syncer.wait()
+        except Exception:  # noqa: BLE001 - the upload launched next repeats it
+            logging.getLogger(__name__).warning("an experiment snapshot upload failed; the next one repeats it",
+                                                exc_info=True)
+            return False
+        return True
+
     def serial(self: Any, save_fn: Any, force: bool = False, wait: bool = False) -> Any:
         due = force or self._should_force_sync_up or time.monotonic() - self._last_save_time >= self._checkpoint_period
-        if due and self._storage is not None:
-            try:
-                self._storage.syncer.wait()
-            except Exception:  # noqa: BLE001 - the earlier upload failed; the one launched below repeats it
-                pass
-        return sync_up(self, save_fn, force=force, wait=wait)
+        if not due:
+            return sync_up(self, save_fn, force=force, wait=wait)
+        if self._storage is not None and uploaded(self):
+            _delete(_DELETIONS["uploading"])  # the snapshot on storage no longer names them
+            _DELETIONS["uploading"] = []
+
+        def save() -> None:
+            batch, _DELETIONS["queued"] = _DELETIONS["queued"], []
+            save_fn()
+            _DELETIONS["uploading"].extend(batch)
+
+        out = sync_up(self, save, force=force, wait=False)
+        if wait and self._storage is not None and uploaded(self):
+            _delete(_DELETIONS["uploading"])
+            _DELETIONS["uploading"] = []
+        return out
 
     serial.tlsearch_serial = True  # type: ignore[attr-defined]
     manager.sync_up_experiment_state = serial

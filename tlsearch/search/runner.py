@@ -128,13 +128,15 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
 
-    from tlsearch.search._compat import (restored_callbacks, restored_scheduler, serialize_experiment_syncs,
-                                         tolerate_deleted_checkpoints)
+    from tlsearch.search._compat import (defer_checkpoint_deletions, restored_callbacks, restored_scheduler,
+                                         serialize_experiment_syncs)
 
     from tlsearch.search._optuna import CycleSampler, ResumableOptunaSearch
 
-    tolerate_deleted_checkpoints()  # a resumed study's state may list an old checkpoint a dead driver deleted
-    serialize_experiment_syncs()  # a snapshot never writes files its previous background upload is listing
+    # a snapshot never writes files its previous background upload is listing, and a checkpoint the snapshot on
+    # storage names is not deleted (a stopped driver's state restores every trial)
+    serialize_experiment_syncs()
+    defer_checkpoint_deletions()
     # graphs and PT models live in the shared caches ($TLSEARCH_CACHE), so later studies reuse them
     paths = {k: v for k, v in {"cache_dir": os.environ.get("TLSEARCH_CACHE", ""),
                                "store_dir": spec.cluster.pt_store or ""}.items() if v}
@@ -216,6 +218,9 @@ def run_study(spec: SearchSpec, exp: Experiment, console: Console, address: str 
     tuner = _tuner(spec, exp, console, restore)
     noted = _budget_noted(spec, exp) if restore else set()
     results = tuner.fit()
+    from tlsearch.search._compat import flush_checkpoint_deletions
+
+    flush_checkpoint_deletions()  # the experiment's last snapshot is stored: no trial restores from them
     console.print()
     exp.pull_tune()  # an experiment on an object store: the trials' files, for the report
     ended = {r.metrics.get("trial_id"): int(r.metrics.get("epoch") or 0) for r in results if r.metrics}
