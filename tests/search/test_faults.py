@@ -335,7 +335,8 @@ def test_driver_sigkill_mid_bracket_resume_keeps_successive_halving(tmp_path):
     # later: Tune starts every restored unfinished trial, one waiting at a rung too, which then runs an epoch
     # before it pauses again; a trial stopped at the resume may miss the rows its killed driver had not copied
     # to the experiment directory yet (Tune syncs every 1 s)
-    assert all(e in (1, 2, 3, 4) for e in last) and sum(e <= 2 for e in last) <= 4, last
+    epochs = {n: sorted(ran_history.filter(pl.col("trial") == n)["epoch"].to_list()) for n in ran_history["trial"]}
+    assert all(e in (1, 2, 3, 4) for e in last) and sum(e <= 2 for e in last) <= 4, (epochs, bracket)
     iterations = {}
     for d in exp.glob("tune/t*/"):
         rows = _rows(d / "result.json")
