@@ -166,23 +166,24 @@ def serialize_experiment_syncs() -> None:
     if getattr(sync_up, "tlsearch_serial", False):
         return
 
-    def uploaded(self: Any) -> bool:
-        """Wait for the background upload; whether it (or the lack of one) left storage up to date."""
+    def settle(self: Any) -> None:
+        """Wait for the background upload; once it has succeeded, the stored snapshot no longer names the
+        checkpoints queued before it was written: delete them."""
+        if self._storage is None:
+            return
         try:
             self._storage.syncer.wait()
-        except Exception:  # noqa: BLE001 - the upload launched next repeats it
-            logging.getLogger(__name__).warning("an experiment snapshot upload failed; the next one repeats it",
-                                                exc_info=True)
-            return False
-        return True
+        except Exception as exc:  # noqa: BLE001 - the upload launched next repeats it
+            logging.getLogger(__name__).warning("an experiment snapshot upload failed (the next repeats it): %s", exc)
+            return
+        batch, _DELETIONS["uploading"] = _DELETIONS["uploading"], []
+        _delete(batch)
 
     def serial(self: Any, save_fn: Any, force: bool = False, wait: bool = False) -> Any:
         due = force or self._should_force_sync_up or time.monotonic() - self._last_save_time >= self._checkpoint_period
         if not due:
             return sync_up(self, save_fn, force=force, wait=wait)
-        if self._storage is not None and uploaded(self):
-            _delete(_DELETIONS["uploading"])  # the snapshot on storage no longer names them
-            _DELETIONS["uploading"] = []
+        settle(self)
 
         def save() -> None:
             batch, _DELETIONS["queued"] = _DELETIONS["queued"], []
@@ -190,9 +191,8 @@ def serialize_experiment_syncs() -> None:
             _DELETIONS["uploading"].extend(batch)
 
         out = sync_up(self, save, force=force, wait=False)
-        if wait and self._storage is not None and uploaded(self):
-            _delete(_DELETIONS["uploading"])
-            _DELETIONS["uploading"] = []
+        if wait:
+            settle(self)
         return out
 
     serial.tlsearch_serial = True  # type: ignore[attr-defined]
