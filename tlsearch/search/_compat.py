@@ -113,13 +113,14 @@ def defer_checkpoint_deletions() -> None:
     driver stopped in that window (``ray job stop``, a crash) left a state whose trial could not be restored
     ("Could not recover from checkpoint as it does not exist on storage anymore"; CI, 2026-12-02,
     tests/search/test_ray_jobs.py). Here a deletion is queued; the next snapshot Tune writes takes the queue and
-    the deletions happen once its upload has finished (``serialize_experiment_syncs``, which must be on too);
+    the deletions happen once its upload has finished (``serialize_experiment_syncs``, turned on here too);
     ``flush_checkpoint_deletions`` does the rest when the experiment has ended. A checkpoint already gone (a
     dead driver deleted it and the restored state still lists it) is skipped. A driver that dies leaves the
     checkpoints it had queued on storage. Public API missing: no hook between retention and snapshots, and no
     option to ignore a missing old checkpoint. Idempotent."""
     import ray.train._internal.checkpoint_manager as manager
 
+    serialize_experiment_syncs()  # its snapshot uploads are what release the queued deletions
     if getattr(manager._delete_fs_path, "tlsearch_deferred", False):
         return
     _DELETE[:] = [manager._delete_fs_path]

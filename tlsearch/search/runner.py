@@ -128,15 +128,13 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
 
-    from tlsearch.search._compat import (defer_checkpoint_deletions, restored_callbacks, restored_scheduler,
-                                         serialize_experiment_syncs)
+    from tlsearch.search._compat import defer_checkpoint_deletions, restored_callbacks, restored_scheduler
 
     from tlsearch.search._optuna import CycleSampler, ResumableOptunaSearch
 
     # a snapshot never writes files its previous background upload is listing, and a checkpoint the snapshot on
     # storage names is not deleted (a stopped driver's state restores every trial)
-    serialize_experiment_syncs()
-    defer_checkpoint_deletions()
+    defer_checkpoint_deletions()  # (serialize_experiment_syncs with it)
     # graphs and PT models live in the shared caches ($TLSEARCH_CACHE), so later studies reuse them
     paths = {k: v for k, v in {"cache_dir": os.environ.get("TLSEARCH_CACHE", ""),
                                "store_dir": spec.cluster.pt_store or ""}.items() if v}
