@@ -60,3 +60,32 @@ def train_val_split(sample: np.ndarray, val_fraction: float = DEFAULT_VAL_FRACTI
     n_val = min(max(int(round(val_fraction * len(sample))), 1), len(sample) - 1)
     perm = np.random.default_rng([seed, 0x5EED]).permutation(len(sample))
     return np.sort(sample[perm[n_val:]]), np.sort(sample[perm[:n_val]])
+
+
+def cv_folds(sample: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]:
+    """Split a drawn sample (indices) into ``k`` disjoint folds that cover it, sizes differing by at most one.
+
+    The folds depend only on the sample and ``seed`` (the repeat's sample seed), never on the configuration that
+    trains on them, so every configuration of a study is validated on the same folds (paired comparisons).
+    """
+    sample = np.asarray(sample, dtype=np.int64)
+    if k < 2:
+        raise UserInputError(f"cv_folds must be >= 2 to cross-validate, got {k}")
+    if len(sample) < 2 * k:
+        raise SampleSizeError(f"{k}-fold cross-validation needs a fine-tuning sample of >= {2 * k} structures "
+                              f"(two per fold), got {len(sample)}; fix: fewer cv_folds or a larger FT size")
+    perm = np.random.default_rng([seed, 0xF01D]).permutation(len(sample))
+    return [np.sort(sample[part]) for part in np.array_split(perm, k)]
+
+
+def folds_for(n: int, cv_folds: int | str) -> int:
+    """How many folds a sample of ``n`` structures is cross-validated with: ``cv_folds`` itself, or for ``"auto"``
+    5 up to ``AUTO_CV_MAX_SIZE`` structures (a 90/10 split would validate on 30 or fewer) and 1 above (one 90/10
+    split; ``benchmarks/selection.py`` measures both)."""
+    if cv_folds == "auto":
+        return AUTO_CV_FOLDS if n <= AUTO_CV_MAX_SIZE else 1
+    return int(cv_folds)
+
+
+AUTO_CV_FOLDS = 5
+AUTO_CV_MAX_SIZE = 300

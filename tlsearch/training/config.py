@@ -114,6 +114,10 @@ class TrainSpec(_Strict):
     sampling: Literal["random", "stratified", "diverse"] = "random"
     sample_seed: int = 0
     val_fraction: float = Field(0.1, gt=0, lt=1)
+    # k >= 2: k-fold cross-validation of the sample (k fold models; every structure validated once, the out-of-fold
+    # MAE is the validation MAE, the fold models are the delivered ensemble); 1: one train/validation split
+    # (val_fraction); "auto": 5 folds for samples of <= 300 structures, else 1 (tlsearch.data.splits.folds_for)
+    cv_folds: Annotated[int, Field(ge=1, le=20)] | Literal["auto"] = 1
     freeze: FreezeStrategy = "all_unfrozen"
     freeze_depth: int | None = Field(None, ge=0)
     reinit_head: bool = False

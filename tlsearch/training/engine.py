@@ -182,19 +182,25 @@ class Trainer(Stepper):
         return float(np.nanmean(np.nanmean(err, axis=0)))
 
     # ---- the loop --------------------------------------------------------------------------------
+    def run_epoch(self) -> tuple[EpochMetrics, np.ndarray]:
+        """Train one epoch, then score the validation set; returns the epoch's metrics (also appended to
+        ``history``) and the validation predictions in physical units. Choosing an epoch is the caller's."""
+        t0, c0 = time.perf_counter(), time.process_time()
+        order = self.train_idx[torch.randperm(len(self.train_idx),
+                                              generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch)).numpy()]
+        train_loss, _ = self.run(order, train=True)
+        val_loss, val_pred = self.run(self.val_idx, train=False)
+        self.epoch += 1
+        secs = time.perf_counter() - t0
+        compute = time.process_time() - c0 if self.device.type == "cpu" else secs
+        metrics = EpochMetrics(self.epoch, train_loss, val_loss, self._val_mae(val_pred), secs,
+                               len(self.train_idx) / secs, self.last_lr, compute)
+        self.history.append(metrics)
+        return metrics, self.scaler.inverse(val_pred)
+
     def fit(self, callback: Callback | None = None) -> list[EpochMetrics]:
         while self.epoch < self.optim.epochs:
-            t0, c0 = time.perf_counter(), time.process_time()
-            order = self.train_idx[torch.randperm(len(self.train_idx),
-                                                  generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch)).numpy()]
-            train_loss, _ = self.run(order, train=True)
-            val_loss, val_pred = self.run(self.val_idx, train=False)
-            self.epoch += 1
-            secs = time.perf_counter() - t0
-            compute = time.process_time() - c0 if self.device.type == "cpu" else secs
-            metrics = EpochMetrics(self.epoch, train_loss, val_loss, self._val_mae(val_pred), secs,
-                                   len(self.train_idx) / secs, self.last_lr, compute)
-            self.history.append(metrics)
+            metrics, _ = self.run_epoch()
             if metrics.val_mae < self.best_val:
                 self.best_val, self.best_epoch = metrics.val_mae, self.epoch
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

@@ -21,11 +21,12 @@ import numpy as np
 import polars as pl
 import torch
 
-from tlsearch.data import draw_sample, train_val_split
+from tlsearch.data import cv_folds, draw_sample, folds_for, train_val_split
 from tlsearch.data.descriptors import descriptor_matrix
 from tlsearch.prepared import PreparedDataset, prepare
 from tlsearch.training.checkpoint import save_checkpoint
 from tlsearch.training.config import CheckpointSpec, TargetSpec, TrainConfig
+from tlsearch.training.crossval import CrossValTrainer
 from tlsearch.training.engine import Callback, EpochMetrics, Stepper, Trainer, compute_seconds, pick_device
 from tlsearch.training.freeze import apply_freeze, trainable_prefixes
 from tlsearch.training.model import PropertyModel, count_parameters
@@ -72,6 +73,12 @@ class TrialResult:
     predictions: Path | None = None
     device: str = "cpu"
     gpu_peak_mb: float | None = None  # the GPU memory this trial's tensors peaked at (CUDA only)
+    # cross-validation (``train.cv_folds``): how many fold models; ``val`` is then the out-of-fold MAE over the whole
+    # sample and ``test`` the fold ensemble's; these hold each fold's own validation and test metrics
+    folds: int = 1
+    val_folds: list[dict[str, float]] = field(default_factory=list)
+    test_folds: list[dict[str, float]] = field(default_factory=list)
+    chosen_epoch: int = 0  # the epoch whose weights the delivered model(s) hold
 
 
 def seed_everything(seed: int) -> None:
@@ -189,6 +196,36 @@ def _init_from_pretrained(model: PropertyModel, cfg: TrainConfig, entry: StoreEn
         model.head.load_state_dict({k[len("head."):]: v for k, v in entry.state.items() if k.startswith("head.")})
 
 
+def fold_model_file(fold: int) -> str:
+    """The file a cross-validated trial writes fold ``fold``'s model to in its ``output_dir``."""
+    return f"model_fold{fold}.pt"
+
+
+def sample_parts(cfg: TrainConfig, sample: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, validation) index pairs of a drawn FT sample: one 90/10-style split, or with ``train.cv_folds`` one
+    pair per fold (every structure of the sample validated exactly once; the same folds for every configuration)."""
+    tr = cfg.train
+    k = folds_for(len(sample), tr.cv_folds)
+    if k <= 1:
+        return [train_val_split(sample, tr.val_fraction, seed=tr.sample_seed)]
+    return [(np.setdiff1d(sample, f), f) for f in cv_folds(sample, k, seed=tr.sample_seed)]
+
+
+def _new_trainer(cfg: TrainConfig, task: Any, entry: StoreEntry | None, train_idx: np.ndarray, val_idx: np.ndarray,
+                 device: torch.device) -> Trainer:
+    """A fresh model (seeded: every fold of a trial starts from the same weights), initialised from the PT model,
+    frozen per strategy, and its trainer."""
+    tr = cfg.train
+    seed_everything(cfg.seed)
+    model = PropertyModel(cfg.model, "linear", 1, atom_features=cfg.graph.atom_features)
+    if entry is not None:
+        _init_from_pretrained(model, cfg, entry)
+    prefixes = trainable_prefixes(tr.freeze, cfg.model.alignn_layers, cfg.model.gcn_layers, tr.freeze_depth)
+    apply_freeze(model, prefixes)
+    scaler = Scaler.fit(task.y[train_idx], tr.optim.scaling)
+    return Trainer(model, task, scaler, tr.optim, train_idx, val_idx, device, cfg.amp, cfg.seed, tr.body_lr_factor)
+
+
 def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict[str, Any] | None = None) -> TrialResult:
     t0 = time.perf_counter()
     if cfg.threads:
@@ -202,7 +239,7 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
     desc = descriptor_matrix([r.atoms for r in prep.dataset.records]) if tr.sampling == "diverse" else None
     sample = draw_sample(prep.split.pool, tr.sample_size, tr.sampling, seed=tr.sample_seed,
                          targets=task.y[:, 0], descriptors=desc)
-    train_idx, val_idx = train_val_split(sample, tr.val_fraction, seed=tr.sample_seed)
+    parts = sample_parts(cfg, sample)
 
     entry, info = None, None
     if cfg.mode != "scratch":
@@ -217,45 +254,60 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
                                 entry.wait_seconds, m["epochs"], m["n_train"], epochs_s,
                                 compute_seconds(m["history"]) if m.get("history") else m["pt_seconds"])
 
-    seed_everything(cfg.seed)
-    model = PropertyModel(cfg.model, "linear", 1, atom_features=cfg.graph.atom_features)
-    if entry is not None:
-        _init_from_pretrained(model, cfg, entry)
-    prefixes = trainable_prefixes(tr.freeze, cfg.model.alignn_layers, cfg.model.gcn_layers, tr.freeze_depth)
-    apply_freeze(model, prefixes)
-    scaler = Scaler.fit(task.y[train_idx], tr.optim.scaling)
-    trainer = Trainer(model, task, scaler, tr.optim, train_idx, val_idx, device, cfg.amp, cfg.seed,
-                      tr.body_lr_factor)
+    trainers = [_new_trainer(cfg, task, entry, tr_idx, va_idx, device) for tr_idx, va_idx in parts]
+    trainer: Trainer | CrossValTrainer = (trainers[0] if len(trainers) == 1 else
+                                          CrossValTrainer(trainers, [va for _, va in parts], task.y[:, 0]))
     trainer.pretrain = info
     if resume is not None:
         trainer.load_state_dict(resume)
     trainer.fit(callback)
 
     test_idx = prep.split.test
-    p_val, p_test = trainer.predict(val_idx)[:, 0], trainer.predict(test_idx)[:, 0]
-    val, test = regression_metrics(task.y[val_idx, 0], p_val), regression_metrics(task.y[test_idx, 0], p_test)
+    y_test = task.y[test_idx, 0]
+    if isinstance(trainer, CrossValTrainer):
+        val_idx, p_val = trainer.sample, trainer.oof
+        per_fold = trainer.predict(test_idx)
+        p_test = per_fold.mean(axis=1)
+        val_folds = [{"mae": m, "n": len(f)} for m, f in zip(trainer.val_fold_maes(), trainer.folds)]
+        test_folds = [regression_metrics(y_test, per_fold[:, i]) for i in range(trainer.k)]
+        fold_of = np.concatenate([np.full(len(f), i) for i, f in enumerate(trainer.folds)])
+        chosen = trainer.chosen_epoch()
+    else:
+        val_idx = parts[0][1]
+        p_val, p_test = trainer.predict(val_idx)[:, 0], trainer.predict(test_idx)[:, 0]
+        val_folds, test_folds, fold_of = [], [], np.zeros(len(val_idx), dtype=int)
+        chosen = trainer.best_epoch if tr.optim.select == "best" and trainer.best_state is not None else trainer.epoch
+    val, test = regression_metrics(task.y[val_idx, 0], p_val), regression_metrics(y_test, p_test)
     evals = {}
     for spec in cfg.eval_sets:
         ep = _prep(cfg, spec.dataset, spec.property)
         etask = single_task(ep, spec.property)
         idx = np.arange(len(etask))
-        pred = Stepper(model, etask, scaler, tr.optim.loss, tr.optim.batch_size, device, cfg.amp).predict(idx)
-        evals[spec.label] = regression_metrics(etask.y[:, 0], pred[:, 0])
+        pred = np.mean([Stepper(t.model, etask, t.scaler, tr.optim.loss, tr.optim.batch_size, device, cfg.amp)
+                        .predict(idx)[:, 0] for t in trainers], axis=0)
+        evals[spec.label] = regression_metrics(etask.y[:, 0], pred)
     pred_path = None
     if cfg.output_dir:
-        save_checkpoint(Path(cfg.output_dir) / "model.pt", model, scaler, cfg,
-                        {"val": val, "test": test, "best_epoch": trainer.best_epoch})
-        pred_path = Path(cfg.output_dir) / "predictions.parquet"
+        out = Path(cfg.output_dir)
+        for i, t in enumerate(trainers):
+            extra = {"val": val, "test": test, "best_epoch": trainer.best_epoch, "chosen_epoch": chosen}
+            if len(trainers) > 1:
+                extra.update(fold=i, folds=len(trainers), fold_val=val_folds[i], fold_test=test_folds[i])
+            save_checkpoint(out / ("model.pt" if len(trainers) == 1 else fold_model_file(i)), t.model, t.scaler,
+                            cfg, extra)
+        pred_path = out / "predictions.parquet"
         pred_path.parent.mkdir(parents=True, exist_ok=True)
         ids = prep.dataset.ids
         pl.DataFrame({
             "split": ["val"] * len(val_idx) + ["test"] * len(test_idx),
             "id": [ids[i] for i in val_idx] + [ids[i] for i in test_idx],
-            "y_true": np.concatenate([task.y[val_idx, 0], task.y[test_idx, 0]]),
+            "y_true": np.concatenate([task.y[val_idx, 0], y_test]),
             "y_pred": np.concatenate([p_val, p_test]),
+            # the fold that validated the structure (its out-of-fold prediction); -1 on the test set (the ensemble)
+            "fold": np.concatenate([fold_of, np.full(len(test_idx), -1)]).astype(np.int64),
         }).write_parquet(pred_path)
-    n_params, n_trainable = count_parameters(model)
+    n_params, n_trainable = count_parameters(trainers[0].model)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return TrialResult(cfg.name, cfg.mode, trainer.history, trainer.best_epoch, val, test, evals, info,
-                       len(train_idx), len(val_idx), n_params, n_trainable, time.perf_counter() - t0, pred_path,
-                       device.type, peak)
+                       len(parts[0][0]), len(val_idx), n_params, n_trainable, time.perf_counter() - t0, pred_path,
+                       device.type, peak, len(trainers), val_folds, test_folds, chosen)
