@@ -11,7 +11,8 @@ from tlsearch.data import cv_folds, folds_for
 from tlsearch.errors import SampleSizeError, UserInputError
 from tlsearch.training import config_from_dict, train_trial
 from tlsearch.training.checkpoint import load_checkpoint
-from tlsearch.training.trial import fold_model_file, regression_metrics, sample_parts
+from tlsearch.training.predict import model_file
+from tlsearch.training.trial import regression_metrics, sample_parts
 
 TARGET = {"dataset": "emt:alloys?n=60&seed=0", "property": "bulk_modulus"}
 SOURCE = {"dataset": "emt:alloys?n=80&seed=1", "property": "formation_energy_per_atom"}
@@ -79,7 +80,8 @@ def test_scratch_cv_trial_validates_every_structure_once(tmp_path):
 
 def test_the_delivered_model_is_the_fold_ensemble(tmp_path):
     r = train_trial(cfg(output_dir=str(tmp_path)))
-    files = [tmp_path / fold_model_file(i) for i in range(4)]
+    files = [tmp_path / model_file(0, i) for i in range(4)]
+    assert [f.name for f in files] == ["model_fold0.pt", "model_fold1.pt", "model_fold2.pt", "model_fold3.pt"]
     assert all(f.is_file() for f in files) and not (tmp_path / "model.pt").exists()
     from tlsearch.prepared import prepare
     from tlsearch.training.engine import Stepper

@@ -16,6 +16,8 @@ from typing import Any
 
 import polars as pl
 
+from tlsearch.analysis._selection import verdict
+
 FREEZE_WORDS = {
     "all_unfrozen": "all layers retrained",
     "2b": "2B freezing (head, node updates and GCN layers retrained)",
@@ -91,8 +93,9 @@ def _clear(g: dict[str, Any]) -> bool:
 def _entry(r: dict[str, Any], scratch: dict[str, Any] | None) -> dict[str, Any]:
     keys = ("trial", "family", "strategy", "pt_source", "mpt_properties", "freeze", "reinit_head", "sampling",
             "ft_lr", "pt_lr", "batch_size", "n_train", "repeats", "val_mae", "val_mae_std", "test_mae",
-            "test_mae_std", "test_r2", "test_mae_per_repeat", "epochs_run")
-    out = {k: r[k] for k in keys}
+            "test_mae_std", "test_r2", "test_mae_per_repeat", "epochs_run", "cv_folds", "val_mae_per_fold",
+            "test_mae_per_fold", "cost")
+    out = {k: r.get(k) for k in keys}
     out["eval_mae"] = json.loads(r["eval_mae"]) if r["eval_mae"] else {}
     out["gain_vs_scratch_pct"] = gain_pct(r, scratch) if scratch and r["trial"] != scratch["trial"] else None
     return out
@@ -169,6 +172,9 @@ def by_size(trials: pl.DataFrame, target: str, names: dict[str, str] | None = No
         tl = d.filter(pl.col("strategy") != "scratch")
         best_tl = best_by_val(tl)
         families = [_entry(best_by_val(g), scratch) for _, g in d.group_by("family")]
+        sel = verdict(families)
+        for f in families:
+            f["p_best"] = sel["p_best"].get(f["family"])
         out.append({
             "ft_size": size, "n_train": best["n_train"], "finished_trials": d.height,
             "best": _entry(best, scratch), "best_scratch": _entry(scratch, None) if scratch else None,
@@ -177,9 +183,31 @@ def by_size(trials: pl.DataFrame, target: str, names: dict[str, str] | None = No
             "freeze_ranking": _ranking(tl, "freeze", scratch),
             "sampling_ranking": _ranking(d, "sampling", scratch),
             "best_pt_source": _pick(d, "finetune", scratch), "best_mpt_set": _pick(d, "mpt", scratch),
-            "conclusion": conclusion(target, size, best, scratch, best_tl, _stopped_transfer(trials, size), names),
+            "selection": sel,
+            "conclusion": conclusion(target, size, best, scratch, best_tl, _stopped_transfer(trials, size), names)
+            + " " + selection_sentence(sel, names),
         })
     return out
+
+
+def selection_sentence(sel: dict[str, Any], names: dict[str, str] | None = None) -> str:
+    """How sure validation is of the leading family (:func:`tlsearch.analysis._selection.verdict`), in words."""
+    n, unit = sel["cells"], sel["unit"]
+    how = f"{n} paired validation {'cells (fold x repeat)' if unit == 'fold x repeat' else 'repeats'}"
+    p = sel["p_best"]
+    if len(p) <= 1:
+        return ""
+    if any(v is None for v in p.values()):
+        return (f"Validation has one value per configuration ({how}), so it cannot say how sure this choice is; "
+                "more repeats or budget.cv_folds would.")
+    fam = lambda f: family_name(f, names)  # noqa: E731
+    if sel["clear"]:
+        return f"Validation backs this family: probability of being best {p[sel['leader']]:.2f} over {how}."
+    tied = ", ".join(f"{fam(f)} {p[f]:.2f}" for f in sel["tied"])
+    cheap = (f"; the cheapest of them is {fam(sel['cheapest'])}" if sel.get("cheapest") and len(sel["tied"]) > 1
+             else "")
+    return (f"Validation does not separate the leading families (probability of being best over {how}: {tied}): "
+            f"a tie{cheap}.")
 
 
 def by_targets(trials: pl.DataFrame, targets: list[str], names: dict[str, str] | None = None) -> list[dict[str, Any]]:

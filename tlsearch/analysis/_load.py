@@ -72,8 +72,10 @@ def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
     f = f or {}
     pt = f if f.get("pt_key") else next((e for e in epochs if e.get("pt_key")), {})  # stopped early: 1st epoch
     evals = eval_maes(f)
-    per = {k: json.loads(f[k]) if isinstance(f.get(k), str) else f.get(k) for k in ("val_mae_per_repeat",
-                                                                                  "test_mae_per_repeat")}
+    per = {k: json.loads(f[k]) if isinstance(f.get(k), str) else f.get(k)
+           for k in ("val_mae_per_repeat", "test_mae_per_repeat", "val_mae_per_fold", "test_mae_per_fold")}
+    for k in ("val_mae_per_fold", "test_mae_per_fold"):  # per repeat, per fold -> one list, repeat-major
+        per[k] = [float(x) for rep in per[k] for x in rep] if per[k] else None
     return {
         "trial": t.number, "ray_trial_id": r.trial_id if r else None, "state": state, "error": error,
         "imported_from": None,
@@ -82,7 +84,9 @@ def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
         "val_mae_std": _num(f.get("val_mae_std")), "test_mae": _num(f.get("test_mae")),
         "test_mae_std": _num(f.get("test_mae_std")), "test_rmse": _num(f.get("test_rmse")),
         "test_r2": _num(f.get("test_r2")), "val_mae_per_repeat": per["val_mae_per_repeat"],
-        "test_mae_per_repeat": per["test_mae_per_repeat"], "eval_mae": json.dumps(evals) if evals else None,
+        "test_mae_per_repeat": per["test_mae_per_repeat"], "cv_folds": f.get("cv_folds"),
+        "val_mae_per_fold": per["val_mae_per_fold"], "test_mae_per_fold": per["test_mae_per_fold"],
+        "eval_mae": json.dumps(evals) if evals else None,
         "n_train": f.get("n_train"), "n_val": f.get("n_val"), "n_test": f.get("n_test"),
         "epochs_reported": len(epochs), "epochs_run": f.get("epochs_run", len(epochs)),
         "max_epochs": spec.budget.max_epochs, "pt_key": pt.get("pt_key") or None, "pt_epochs": pt.get("pt_epochs"),

@@ -42,6 +42,11 @@ TRIALS: dict[str, tuple[pl.DataType, str]] = {
     "test_r2": (pl.Float64, "held-out test R^2, mean over repeats"),
     "val_mae_per_repeat": (pl.List(pl.Float64), "validation MAE of each repeat"),
     "test_mae_per_repeat": (pl.List(pl.Float64), "test MAE of each repeat"),
+    "cv_folds": (pl.Int64, "folds each repeat's FT sample was cross-validated with (budget.cv_folds; 1: one "
+                           "train/validation split); val_mae is then the out-of-fold MAE, test_mae the fold ensemble's"),
+    "val_mae_per_fold": (pl.List(pl.Float64), "validation MAE of every (repeat, fold), repeat-major: the paired cells "
+                                              "selection's bootstrap resamples"),
+    "test_mae_per_fold": (pl.List(pl.Float64), "test MAE of every (repeat, fold) model alone, repeat-major"),
     "eval_mae": (pl.String, "JSON {eval set label: MAE, mean over repeats}: out-of-domain sets, when configured"),
     "n_train": (pl.Int64, "FT training structures (after the validation split)"),
     "n_val": (pl.Int64, "validation structures"),

@@ -83,7 +83,8 @@ def folds_for(n: int, cv_folds: int | str) -> int:
     5 up to ``AUTO_CV_MAX_SIZE`` structures (a 90/10 split would validate on 30 or fewer) and 1 above (one 90/10
     split; ``benchmarks/selection.py`` measures both)."""
     if cv_folds == "auto":
-        return AUTO_CV_FOLDS if n <= AUTO_CV_MAX_SIZE else 1
+        k = min(AUTO_CV_FOLDS, n // 2) if n <= AUTO_CV_MAX_SIZE else 1
+        return k if k >= 2 else 1
     return int(cv_folds)
 
 

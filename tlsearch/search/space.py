@@ -60,7 +60,7 @@ def train_config(spec: SearchSpec, params: dict[str, Any], repeat: int = 0, **pa
         "seed": spec.seed + repeat,
         "graph": spec.graph.model_dump(),
         "model": {"backend": spec.search.architecture.backend},
-        "train": {"sample_seed": spec.seed + repeat, "optim": {"epochs": b.max_epochs}},
+        "train": {"sample_seed": spec.seed + repeat, "cv_folds": b.cv_folds, "optim": {"epochs": b.max_epochs}},
         **{k: str(p) for k, p in paths.items() if p is not None},
     }
     if v["strategy"] != "scratch":

@@ -106,6 +106,9 @@ class Budget(_Strict):
     pt_epochs: int = Field(20, ge=1)
     time_budget_s: float | None = Field(None, gt=0)
     repeats: int = Field(1, ge=1, le=20, description="FT draws per configuration (different sample seeds)")
+    # k-fold cross-validation of each repeat's FT sample (every structure validated once; the delivered model is
+    # the fold ensemble); 1: one 90/10 train/validation split; "auto": 5 folds up to 300 structures, else 1
+    cv_folds: Annotated[int, Field(ge=1, le=20)] | Literal["auto"] = "auto"
 
 
 class Resources(_Strict):
@@ -189,6 +192,11 @@ class SearchSpec(_Strict):
             if "mpt" in s.strategy and n < s.mpt_subset.min_size:
                 raise ValueError(f"search.strategy includes 'mpt' but data.mpt_properties has {n} properties "
                                  f"other than {which}, fewer than search.mpt_subset.min_size={s.mpt_subset.min_size}")
+        k = self.budget.cv_folds
+        small = [n for n in s.ft_size if isinstance(n, int) and k != "auto" and k > 1 and n < 2 * k]
+        if small:
+            raise ValueError(f"budget.cv_folds={k} needs FT samples of >= {2 * k} structures (two per fold), but "
+                             f"search.ft_size has {small}; fix: fewer cv_folds (or 'auto') or larger FT sizes")
         return self
 
     def renamed(self, name: str | None) -> "SearchSpec":

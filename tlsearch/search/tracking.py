@@ -54,7 +54,7 @@ def callbacks(spec: SearchSpec, exp: Experiment, console: Console) -> list[Any]:
     from tlsearch.search._wandb import WandbCallback
 
     return [WandbCallback(project=spec.tracking.project, group=spec.name, log_config=True,
-                          excludes=["val_mae_per_repeat", "test_mae_per_repeat"], **kwargs)]
+                          excludes=["val_mae_per_repeat", "test_mae_per_repeat", "val_mae_per_fold", "test_mae_per_fold"], **kwargs)]
 
 
 def run_notes(spec: SearchSpec) -> str | None:

@@ -1,12 +1,15 @@
 """The Ray Tune trainable: one trial = ``train_trial`` for each repeat of one sampled configuration.
 
-It reports every epoch of the first repeat (``val_mae`` steers OptunaSearch and ASHA), checkpoints the
+It reports every epoch of the first repeat (``val_mae`` steers OptunaSearch and ASHA; in a cross-validated trial,
+``budget.cv_folds``, the folds train in lockstep and each epoch's ``val_mae`` is the out-of-fold MAE over the whole
+sample, so a rung judges every fold at that epoch), checkpoints the
 trainer state at the end of an epoch once ``resources.checkpoint_interval_s`` passed since the last one or the
 start, at most ~5 % of the time (a restored or retried trial resumes from its last checkpoint), exports tlsearch
 metrics to Ray's metrics endpoint, and ends with one summary report: mean and spread over repeats of
 validation and held-out test metrics (the test numbers are recorded, never optimised). Its final checkpoint keeps
-the trained model of every repeat (``model.pt`` for repeat 0, ``model_repeat<i>.pt`` for repeat i: what
-``tlsearch predict`` and ``export`` use) and the first repeat's val/test predictions.
+the trained model of every repeat (``model.pt`` for repeat 0, ``model_repeat<i>.pt`` for repeat i; cross-validated,
+one per fold: ``model_fold<f>.pt``, ``model_repeat<i>_fold<f>.pt``: what ``tlsearch predict`` and ``export`` use as
+one ensemble) and the first repeat's val (out-of-fold) and test predictions.
 """
 
 from __future__ import annotations
@@ -62,11 +65,6 @@ def _report(metrics: dict[str, Any], state: dict[str, Any] | None, files: dict[s
         tune.report(metrics, checkpoint=Checkpoint.from_directory(d))
 
 
-def model_file(repeat: int) -> str:
-    """The name a repeat's trained model has in the trial's checkpoint."""
-    return "model.pt" if repeat == 0 else f"model_repeat{repeat}.pt"
-
-
 def _kept(out: str) -> dict[str, str]:
     """The finished repeats' models (and the first repeat's predictions) in ``out``: every checkpoint carries them."""
     return {n: os.path.join(out, n) for n in sorted(os.listdir(out)) if os.path.isfile(os.path.join(out, n))}
@@ -117,7 +115,8 @@ def _record(result: Any) -> dict[str, Any]:
             "n_val": result.n_val, "epochs": len(result.history), "n_params": result.n_params,
             "n_trainable": result.n_trainable, "seconds": result.seconds,
             "ft_seconds": sum(h.seconds for h in result.history), "ft_compute_seconds": compute_seconds(result.history),
-            "device": result.device, "gpu_peak_mb": result.gpu_peak_mb,
+            "device": result.device, "gpu_peak_mb": result.gpu_peak_mb, "folds": result.folds,
+            "val_folds": result.val_folds, "test_folds": result.test_folds, "chosen_epoch": result.chosen_epoch,
             "pt": {"key": pt.key, "seconds": pt.pt_seconds, "train_seconds": pt.train_seconds, "epochs": pt.epochs,
                    "compute_seconds": pt.compute_seconds, "hit": pt.store_hit} if pt else None}
 
@@ -131,6 +130,13 @@ def _summary(done: list[dict[str, Any]]) -> dict[str, Any]:
             out[f"{part}_{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
     out["val_mae_per_repeat"] = json.dumps([d["val"]["mae"] for d in done])
     out["test_mae_per_repeat"] = json.dumps([d["test"]["mae"] for d in done])
+    # cross-validated repeats: each fold's validation MAE and its model's test MAE, per repeat (paired over
+    # configurations: the same folds of the same draws); one split: one "fold" per repeat
+    out["cv_folds"] = int(done[0].get("folds", 1))
+    out["val_mae_per_fold"] = json.dumps([[f["mae"] for f in d.get("val_folds") or []] or [d["val"]["mae"]]
+                                          for d in done])
+    out["test_mae_per_fold"] = json.dumps([[f["mae"] for f in d.get("test_folds") or []] or [d["test"]["mae"]]
+                                           for d in done])
     first = done[0]
     out.update(n_train=first["n_train"], n_val=first["n_val"], n_test=first["test"]["n"],
                epochs_run=sum(d["epochs"] for d in done), n_params=first["n_params"],
@@ -159,6 +165,7 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
     from tlsearch.search.space import train_config
     from tlsearch.search.spec import SearchSpec
     from tlsearch.training import train_trial
+    from tlsearch.training.predict import model_file
 
     s = SearchSpec.model_validate(spec)
     threads = max(1, int(math.floor(s.resources.cpus_per_trial)))
@@ -219,7 +226,8 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
             if repeat == 0:
                 first_epochs = len(result.history)
                 os.replace(os.path.join(rdir, "predictions.parquet"), os.path.join(out, "predictions.parquet"))
-            os.replace(os.path.join(rdir, "model.pt"), os.path.join(out, model_file(repeat)))
+            for fold in [None] if result.folds == 1 else range(result.folds):
+                os.replace(os.path.join(rdir, model_file(0, fold)), os.path.join(out, model_file(repeat, fold)))
             shutil.rmtree(rdir, ignore_errors=True)
             done.append(_record(result))
         summary = _summary(done)

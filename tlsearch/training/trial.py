@@ -30,6 +30,7 @@ from tlsearch.training.crossval import CrossValTrainer
 from tlsearch.training.engine import Callback, EpochMetrics, Stepper, Trainer, compute_seconds, pick_device
 from tlsearch.training.freeze import apply_freeze, trainable_prefixes
 from tlsearch.training.model import PropertyModel, count_parameters
+from tlsearch.training.predict import model_file
 from tlsearch.training.store import PretrainStore, StoreEntry
 from tlsearch.training.tasks import Scaler, merged_task, sampled_merged_task, single_task
 
@@ -196,11 +197,6 @@ def _init_from_pretrained(model: PropertyModel, cfg: TrainConfig, entry: StoreEn
         model.head.load_state_dict({k[len("head."):]: v for k, v in entry.state.items() if k.startswith("head.")})
 
 
-def fold_model_file(fold: int) -> str:
-    """The file a cross-validated trial writes fold ``fold``'s model to in its ``output_dir``."""
-    return f"model_fold{fold}.pt"
-
-
 def sample_parts(cfg: TrainConfig, sample: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, validation) index pairs of a drawn FT sample: one 90/10-style split, or with ``train.cv_folds`` one
     pair per fold (every structure of the sample validated exactly once; the same folds for every configuration)."""
@@ -293,7 +289,7 @@ def train_trial(cfg: TrainConfig, callback: Callback | None = None, resume: dict
             extra = {"val": val, "test": test, "best_epoch": trainer.best_epoch, "chosen_epoch": chosen}
             if len(trainers) > 1:
                 extra.update(fold=i, folds=len(trainers), fold_val=val_folds[i], fold_test=test_folds[i])
-            save_checkpoint(out / ("model.pt" if len(trainers) == 1 else fold_model_file(i)), t.model, t.scaler,
+            save_checkpoint(out / model_file(0, None if len(trainers) == 1 else i), t.model, t.scaler,
                             cfg, extra)
         pred_path = out / "predictions.parquet"
         pred_path.parent.mkdir(parents=True, exist_ok=True)
