@@ -54,3 +54,90 @@ def test_an_experiment_without_a_data_record_says_so(tmp_path):
     report = build_report(fake_experiment(tmp_path / "exp", SPEC))
     assert "No data record" in report.markdown.read_text()
     assert report.summary["data"] == []
+
+
+def _folder_with_isolated_atoms(root):
+    """Twelve good crystals and three bad entries, two properties (a, b) per structure: an unparsable POSCAR and
+    two structures whose graph fails at the 8 A cutoff: a lone Cu in a 30 A cell, and (made with ase) a Cu
+    dimer in a corner of a 20 A cubic cell with an Al atom in its middle, more than 8 A from every other atom."""
+    import numpy as np
+    from ase import Atoms as AseAtoms
+    from ase.io import write
+    from jarvis.core.atoms import Atoms
+
+    from tests.conftest import structures
+
+    root.mkdir()
+    rows = ["file,a,b"]
+    for i, s in enumerate(structures(12)):
+        s.write_poscar(str(root / f"good{i}.vasp"))
+        rows.append(f"good{i}.vasp,{1 + i / 10},{2 - i / 10}")
+    Atoms(lattice_mat=np.eye(3) * 30.0, coords=[[0, 0, 0]], elements=["Cu"], cartesian=False).write_poscar(
+        str(root / "lonely.vasp"))
+    far = AseAtoms("Cu2Al", positions=[[0, 0, 0], [2.5, 0, 0], [10, 10, 10]], cell=[20, 20, 20], pbc=True)
+    write(str(root / "far.vasp"), far, format="vasp")
+    (root / "broken.vasp").write_text("this is not a POSCAR\n")
+    rows += ["lonely.vasp,3.0,4.0", "far.vasp,3.5,4.5", "broken.vasp,4.0,5.0"]
+    (root / "id_prop.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_run_lists_what_the_trials_skip_at_graph_level_once_per_dataset(tmp_path, capsys, monkeypatch):
+    """issue 26.5: a structure whose atoms have no neighbour within the cutoff was counted as used by `run` and
+    never listed by the report, though every trial skipped it. Now `run` builds the graphs as the trials do
+    (they find them in the cache): the data line, data.json and the report list it with its reason. A dataset
+    used in several roles (two targets that are each other's PT source) lists its skipped entries once."""
+    import json
+
+    import yaml
+
+    from tlsearch.analysis.report import build_report
+    from tlsearch.cli import search_cmd
+    from tlsearch.graphs import GraphParams
+    from tlsearch.prepared import prepare
+    from tlsearch.search.experiment import Experiment
+
+    d = _folder_with_isolated_atoms(tmp_path / "crystals")
+    ref = f"folder:{d}"
+    spec = {"name": "isolated", "data": {"targets": [{"dataset": ref, "property": "a", "label": "A"},
+                                                     {"dataset": ref, "property": "b"}],
+                                         "pretrain_sources": [{"dataset": ref, "property": "a"},
+                                                              {"dataset": ref, "property": "b"}]},
+            "search": {"strategy": ["scratch", "finetune"], "ft_size": [4]}, "budget": {"trials": 4}}
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    # `tlsearch run` up to the study itself (Ray is not started here)
+    monkeypatch.setattr("tlsearch.search.runner.run_study", lambda *a, **k: None)
+    monkeypatch.setattr(search_cmd, "_print_status", lambda exp: None)
+    monkeypatch.setattr(search_cmd, "_report", lambda exp: None)
+    search_cmd.run_cmd(path, name=None, storage=str(tmp_path / "exp"), address=None, warm_start=None)
+    out = capsys.readouterr().out
+    lines = [x for x in out.splitlines() if x.startswith("data (")]
+    assert len(lines) == 4, out
+    assert lines[0].startswith("data (targets.0): A: 12 used, 3 skipped: 2 graph: isolated atom, 1 unparsable "
+                               "structure"), lines
+    assert all("12 used, 3 skipped: 2 graph: isolated atom, 1 unparsable structure" in x for x in lines), lines
+    exp = Experiment.open(tmp_path / "exp" / "isolated")
+    data = json.loads(exp.data_path.read_text())
+    q = data[0]
+    assert q["graphs_checked"] and q["used"] == 12
+    reasons = {e["id"]: e["reason"] for e in q["skipped_entries"]}
+    assert reasons == {"broken.vasp": "unparsable structure", "lonely.vasp": "graph: isolated atom",
+                       "far.vasp": "graph: isolated atom"}, reasons
+    assert {e["detail"] for e in q["skipped_entries"] if e["id"] == "far.vasp"} == {
+        "1 atom(s) without a neighbour within 8.0 A"}
+    # what a trial gets: the graphs `run` built (a cache hit), without the two, and the test size data.json says
+    prep = prepare(ref, GraphParams(), prop="a", test_fraction=0.1)
+    assert prep.graphs.hit
+    assert {s.id: s.reason for s in prep.skipped if s.reason == "isolated atom"} == {
+        "lonely.vasp": "isolated atom", "far.vasp": "isolated atom"}
+    assert len(prep) == q["used"] and len(prep.split.test) == q["test"] and len(prep.split.pool) == q["pool"]
+    # the report: each skipped entry of the dataset once, naming every use of it
+    md = build_report(exp).markdown.read_text().split("## Data", 1)[1]
+    for entry in ("skipped lonely.vasp: graph: isolated atom (1 atom(s) without a neighbour within 8.0 A)",
+                  "skipped far.vasp: graph: isolated atom", "skipped broken.vasp: unparsable structure"):
+        assert md.count(entry) == 1, (entry, md)
+    assert f"{ref} (A: targets.0, pretrain_sources.0; b: targets.1, pretrain_sources.1): 3 skipped entries" in md, md
+    assert md.count("| 12 | 1 unparsable structure, 2 graph: isolated atom |") == 4, md
+    assert "| A | pretrain_sources.0 |" in md  # the label written once names the data in every role
+    assert "--graphs` lists them before a study" not in md  # the graphs were checked

@@ -210,17 +210,21 @@ def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
 
 
 def selected_section(doc: Doc, models: list[dict[str, Any]]) -> None:
-    """The selected model per FT size: where its weights are and the commands that use it."""
+    """The selected model per FT size (per target and FT size in a study with several): where its weights are and
+    the commands that use it (with ``--target`` where the study has several targets)."""
     if not models:
         return
+    several = any("target_option" in m for m in models)
     doc.h("Selected models")
-    doc.p("The model of each FT size's best configuration (lowest validation MAE), one file per repeat in its model "
-          "directory. Predict with it as an ensemble over the repeats (mean and spread per structure) or export it "
-          "as a self-contained directory with a model card:")
-    doc.table(["FT size", "trial", "configuration", "test MAE", "model directory"],
-              [[m["ft_size"], m["trial"], m["configuration"], _pm(m), m["model_location"] or "(no weights kept)"]
-               for m in models])
-    doc.items([f"FT size {m['ft_size']}: `{m['commands']['predict']}`; `{m['commands']['export']}`" for m in models])
+    doc.p(f"The model of each {'target and ' if several else ''}FT size's best configuration (lowest validation MAE), "
+          "one file per repeat in its model directory. Predict with it as an ensemble over the repeats (mean and "
+          "spread per structure) or export it as a self-contained directory with a model card"
+          + (" (`--target` chooses the target's model)" if several else "") + ":")
+    doc.table(["target"] * several + ["FT size", "trial", "configuration", "test MAE", "model directory"],
+              [[m["target_name"]] * several + [m["ft_size"], m["trial"], m["configuration"], _pm(m),
+                                               m["model_location"] or "(no weights kept)"] for m in models])
+    doc.items([(f"{m['target_name']}, " if several else "") + f"FT size {m['ft_size']}: `{m['commands']['predict']}`; "
+               f"`{m['commands']['export']}`" for m in models])
 
 
 def data_section(doc: Doc, data: list[dict[str, Any]]) -> None:
@@ -233,18 +237,39 @@ def data_section(doc: Doc, data: list[dict[str, Any]]) -> None:
               [[q["label"] or f"{q['ref']}/{q['property']}", q["role"].removeprefix("data."), q["entries"], q["used"],
                 ", ".join(f"{n} {r}" for r, n in q["skipped_by_reason"].items()) or "0", _target(q["target"]),
                 q.get("test", "-")] for q in data])
-    doc.p("used: entries with a finite value that trials can take. The target's held-out test structures are "
-          "among them and never trained on; pre-training draws its sample (data.pt_sample_size) from the PT "
-          "entries with the target's test structures left out.")
-    for q in (q for q in data if q["skipped_entries"]):
-        name = q["label"] or f"{q['ref']}/{q['property']}"
-        listed = q["skipped_entries"][:50]
-        doc.items([f"{name}: skipped {e['id']}: {e['reason']}" + (f" ({e['detail']})" if e["detail"] else "")
-                   for e in listed] + ([f"{name}: ... {q['skipped'] - len(listed)} more in data.json"]
-                                       if q["skipped"] > len(listed) else []))
+    doc.p("used: entries with a finite value (and a graph, where the graphs were checked) that trials can take. The "
+          "target's held-out test structures are among them and never trained on; pre-training draws its sample "
+          "(data.pt_sample_size) from the PT entries with the target's test structures left out.")
+    for ref, uses in _by_dataset(data).items():  # a dataset of several uses (target and PT source): listed once
+        entries = list({(e["id"], e["reason"], e["detail"]): e for q in uses for e in q["skipped_entries"]}.values())
+        if not entries:
+            continue
+        roles: dict[str, list[str]] = {}  # each property it is used for -> its roles
+        for q in uses:
+            roles.setdefault(q["property"], []).append(q["role"].removeprefix("data."))
+        named = {q["property"]: q["label"] for q in uses if q["label"]}
+        used_as = "; ".join(f"{named.get(p, p)}: {', '.join(r)}" for p, r in roles.items())
+        listed = entries[:50]
+        # data.json keeps at most quality.MAX_LISTED entries of each use; the counts by reason are complete
+        total = len(entries) + max(q["skipped"] - len(q["skipped_entries"]) for q in uses)
+        more = total - len(listed)
+        doc.p(f"{ref} ({used_as}): {total} skipped entr{'y' if total == 1 else 'ies'}, each listed once for all "
+              "its uses:")
+        doc.items([f"skipped {e['id']}: {e['reason']}" + (f" ({e['detail']})" if e["detail"] else "")
+                   for e in listed]
+                  + ([f"... {more} more (data.json; all of them: `tlsearch data describe {ref} --graphs`)"]
+                     if more else []))
     if not any(q["graphs_checked"] for q in data):
         doc.p("Graph-level failures (isolated atoms, too few neighbours) are found when the trials build graphs; "
               "`tlsearch data describe DATASET --graphs` lists them before a study.")
+
+
+def _by_dataset(data: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The data records (one per use: role and property) of each dataset reference, in the order of first use."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for q in data:
+        out.setdefault(q["ref"], []).append(q)
+    return out
 
 
 def _target(t: dict[str, Any]) -> str:

@@ -19,14 +19,36 @@ from tlsearch.errors import UserInputError
 from tlsearch.search.experiment import Experiment
 
 _METRICS = ("val_mae", "val_mae_std", "test_mae", "test_mae_std", "test_rmse", "test_r2", "val_mae_per_repeat",
-            "test_mae_per_repeat", "n_train", "n_val", "n_test", "repeats", "epochs_run")
+            "test_mae_per_repeat", "cv_folds", "val_mae_per_fold", "test_mae_per_fold", "n_train", "n_val", "n_test",
+            "repeats", "epochs_run")
 
 
-def commands(root: Path | str, size: str) -> dict[str, str]:
-    """The commands that predict with, and export, the model selected at FT size ``size``."""
+def commands(root: Path | str, size: str, target: str | None = None) -> dict[str, str]:
+    """The commands that predict with, and export, the model selected at FT size ``size`` (of FT target ``target``,
+    a ``--target`` value: :func:`target_option`, in a study with several targets)."""
     q = shlex.quote(str(root))
-    return {"predict": f"tlsearch predict {q} STRUCTURES --ft-size {size} --out predictions.csv",
-            "export": f"tlsearch export {q} OUT_DIR --ft-size {size}"}
+    t = f" --target {shlex.quote(target)}" if target is not None else ""
+    return {"predict": f"tlsearch predict {q} STRUCTURES{t} --ft-size {size} --out predictions.csv",
+            "export": f"tlsearch export {q} OUT_DIR{t} --ft-size {size}"}
+
+
+def _answers(value: str, t: Any, names: dict[str, str]) -> tuple[bool, bool]:
+    """Whether FT target ``t`` answers to ``--target value`` by the rule of :func:`choose` (predict, export with
+    ``--ft-size``) and by that of ``tlsearch export`` without ``--ft-size``."""
+    return (value in (t.label, t.name, t.property),
+            value in (t.label, A.short(t.label, names)) or t.label.rsplit("/", 1)[-1] == value)
+
+
+def target_option(targets: list[Any], label: str, names: dict[str, str] | None = None) -> str:
+    """The ``--target`` value that selects FT target ``label`` (``dataset/property``) among ``targets`` (the spec's
+    ``data.ft_targets``) in ``tlsearch predict`` and ``tlsearch export``: its property when that names this target
+    and no other (``K_VRH``), else the full ``dataset/property``."""
+    names = names or {}
+    me = next(x for x in targets if x.label == label)
+    for rule in (0, 1):
+        if [x.label for x in targets if _answers(me.property, x, names)[rule]] != [label]:
+            return label
+    return me.property
 
 
 def _pt(r: dict[str, Any]) -> dict[str, Any] | None:
@@ -42,22 +64,26 @@ def selected(exp: Experiment, trials: pl.DataFrame, sizes: list[dict[str, Any]])
     model directory, metrics, PT lineage and the commands to use it."""
     spec = exp.spec()
     names = spec.data.names()
+    targets = spec.data.ft_targets
     out = []
     for z in sizes:
         r = trials.filter(pl.col("trial") == z["best"]["trial"]).row(0, named=True)
+        target = z.get("target", targets[0].label)
+        option = target_option(targets, target, names) if len(targets) > 1 else None
         out.append({
             "ft_size": z["ft_size"], "trial": r["trial"], "ray_trial_id": r["ray_trial_id"], "family": r["family"],
             "strategy": r["strategy"], "configuration": A.describe(r, names), "model_dir": r["model_dir"],
             # where the report names it: the URI of an experiment on an object store, model_dir its local mirror
             "model_location": exp.location(r["model_dir"]) if r["model_dir"] else None,
             **{k: r[k] for k in _METRICS}, "pt": _pt(r), "experiment": spec.name, "directory": exp.where,
-            "target": z.get("target", spec.data.ft_targets[0].label),
-            # several targets: each exported model's folder names its property (export_dir_name)
-            **({"target_property": r["target"].rsplit("/", 1)[-1].replace("/", "_")}
-               if len(spec.data.ft_targets) > 1 else {}),
-            "target_name": A.short(z.get("target", spec.data.ft_targets[0].label), names),
+            "target": target,
+            # several targets: each exported model's folder names its property (export_dir_name), and the
+            # commands name the target (`--target`, the value in "target_option")
+            **({"target_property": r["target"].rsplit("/", 1)[-1].replace("/", "_"), "target_option": option}
+               if option is not None else {}),
+            "target_name": A.short(target, names),
             "selection": f"lowest validation MAE of the {z['finished_trials']} finished trial(s) at FT size "
-                         f"{z['ft_size']}", "commands": commands(exp.where, z["ft_size"]),
+                         f"{z['ft_size']}", "commands": commands(exp.where, z["ft_size"], option),
         })
     return out
 

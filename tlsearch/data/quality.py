@@ -45,17 +45,23 @@ def quality(ds: Dataset, prop: str, test_fraction: float | None = None, split_se
     not checked)."""
     failed = graph_failures or {}
     values = ds.values(prop)
+    finite = [r.id for r, v in zip(ds.records, values) if np.isfinite(v)]
+    has = set(finite)
+    failed = {i: f for i, f in failed.items() if i in has}  # the others are skipped for having no value
     skipped = dataset_entries(ds, failed) + [{"id": r.id, "reason": f"no finite {prop}", "detail": ""}
                                              for r, v in zip(ds.records, values) if not np.isfinite(v)]
-    used = [r.id for r, v in zip(ds.records, values) if np.isfinite(v) and r.id not in failed]
+    used = [i for i in finite if i not in failed]
     out: dict[str, Any] = {"ref": str(ds.ref), "property": prop, "entries": len(ds.records) + len(ds.skipped),
                            "used": len(used), "skipped": len(skipped), "skipped_by_reason": count_reasons(skipped),
                            "skipped_entries": skipped[:MAX_LISTED], "graphs_checked": graph_failures is not None,
                            "target": target_stats(np.array([v for r, v in zip(ds.records, values)
                                                             if r.id not in failed], dtype=float))}
     if test_fraction is not None and used:
-        split = split_pool(used, test_fraction, split_seed)
-        out.update(test=len(split.test), pool=len(split.pool))
+        # as the trials split: over the entries with a value, before graph failures leave (the test set does not
+        # move when graph parameters change), then without them
+        split = split_pool(finite, test_fraction, split_seed)
+        out.update(test=sum(finite[i] not in failed for i in split.test),
+                   pool=sum(finite[i] not in failed for i in split.pool))
     return out
 
 

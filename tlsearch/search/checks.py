@@ -8,12 +8,14 @@ from tlsearch.errors import UserInputError
 from tlsearch.search.spec import SearchSpec
 
 
-def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> list[dict[str, Any]]:
+def check_datasets(spec: SearchSpec, where: str = "space.yaml", graphs: bool = False) -> list[dict[str, Any]]:
     """Every dataset the spec names exists and has its property with at least one finite value, so that a
     typo in a reference or a property fails before a study starts instead of failing every trial. The
     references are checked first (sources, dataset names, parameters, files: nothing is loaded), then each
     dataset is loaded once (parsed into the cache, where the trials find it again). Returns the data quality
-    of each use (``data.quality.quality`` plus its ``role``, the spec field, and ``label``), in spec order."""
+    of each use (``data.quality.quality`` plus its ``role``, the spec field, and ``label``), in spec order.
+    ``graphs`` (``tlsearch run``): also build each use's graphs as the trials will (:func:`graph_failures`), so
+    that the structures whose graph fails are counted and listed with their reason among the skipped entries."""
     from tlsearch.data._registry import as_ref, get_source, load_dataset
     from tlsearch.data.quality import quality
 
@@ -34,19 +36,37 @@ def check_datasets(spec: SearchSpec, where: str = "space.yaml") -> list[dict[str
         by_dataset.setdefault(t.dataset, []).append((loc, t))
     found: dict[str, dict[str, Any]] = {}
     loaded: dict[str, Any] = {}  # reference -> its dataset, loaded once for every check here
+    failures: dict[str, dict[str, tuple[str, str]]] = {}  # property -> its graph failures (one dataset at a time)
     for ref_text, uses in by_dataset.items():
         loc = uses[0][0]
+        failures.clear()
         try:
             ds = loaded[ref_text] = load_dataset(ref_text)
             for loc, t in uses:
                 ds.with_property(t.property)
+                if graphs and t.property not in failures:
+                    failures[t.property] = graph_failures(spec, ds, t.property)
                 held_out = (d.test_fraction, d.split_seed) if loc in targets else (None, 0)
-                found[loc] = {"role": loc, "label": getattr(t, "name", None),
-                              **quality(ds, t.property, *held_out)}
+                # a label written once names every entry of that data (DataSpec.names)
+                found[loc] = {"role": loc, "label": getattr(t, "name", None) or d.names().get(t.label),
+                              **quality(ds, t.property, *held_out, graph_failures=failures.get(t.property))}
         except UserInputError as exc:
             raise UserInputError(f"{where}: {loc}: {exc}") from None
     check_pt_sample(spec, loaded, where)
     return [found[loc] for loc, _ in fields]
+
+
+def graph_failures(spec: SearchSpec, ds: Any, prop: str) -> dict[str, tuple[str, str]]:
+    """Record id -> (reason, detail) of the entries of ``ds`` with a finite ``prop`` whose graph cannot be built
+    with the spec's graph settings. The graphs are built as a trial builds them (``prepared.prepare``: the same
+    structures, parameters, cache and graph store), so the trials find them in the cache; a trial leaves these
+    entries out. A PT source sampled by ``data.pt_sample_size`` is checked whole: any entry may be drawn."""
+    from tlsearch.graphs import GraphCache
+
+    records = ds.with_property(prop).records
+    # the trials' cache is $TLSEARCH_CACHE (runner._tuner), the default root here
+    gs = GraphCache(spec.graph.params(), store=spec.cluster.graph_store).get([r.atoms for r in records])
+    return {records[i].id: failure for i, failure in sorted(gs.failures.items())}
 
 
 def check_pt_sample(spec: SearchSpec, loaded: dict[str, Any], where: str = "space.yaml") -> None:
