@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.markup import escape
 from rich.table import Table
 
+from tlsearch import _progress
 from tlsearch.data import get_source, load_dataset, source_names
 from tlsearch.graphs import GraphParams
 
@@ -60,7 +61,7 @@ def prepare_cmd(
     from tlsearch.graphs import GraphCache
 
     params = _graph_params(builder, cutoff, max_neighbors, three_body_cutoff)
-    with out.status(f"loading {ref} ..."):
+    with _progress.status(out, f"loading {ref} ..."):
         ds = load_dataset(ref, cache=cache, refresh=refresh)
     out.print(f"[green]parsed[/] {ds.ref}: {len(ds)} records, {len(ds.skipped)} skipped")
     for s in ds.skipped[:10]:
@@ -68,10 +69,15 @@ def prepare_cmd(
                   highlight=False)
     if len(ds.skipped) > 10:
         out.print(f"  ... and {len(ds.skipped) - 10} more (`tlsearch data describe` counts them by reason)")
-    with Progress(TextColumn("graphs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=out) as bar:
-        task = bar.add_task("graphs", total=len(ds))
-        gs = GraphCache(params, root=cache).get([r.atoms for r in ds.records],
-                                                progress=lambda done, total: bar.update(task, completed=done))
+    structures = [r.atoms for r in ds.records]
+    if _progress.is_plain(out):  # a log: a line per 10 % (and one a minute) with the rate and ETA, not a bar
+        gs = GraphCache(params, root=cache).get(structures, progress=_progress.CountProgress(out, "graphs"))
+    else:
+        with Progress(TextColumn("graphs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=out) as bar:
+            task = bar.add_task("graphs", total=len(ds))
+            gs = GraphCache(params, root=cache).get(structures,
+                                                    progress=lambda done, total: bar.update(task, completed=done))
     state = "cache hit" if gs.hit else "built"
     out.print(f"[green]graphs {state}[/]: {len(gs.pack)} ok, {len(gs.failures)} failed -> {gs.path}")
     for i, (reason, detail) in list(gs.failures.items())[:10]:

@@ -20,6 +20,25 @@ from tlsearch.cli.search_cmd import resume_cmd, run_cmd, status_cmd, validate_cm
 from tlsearch.cli.train_cmd import train_cmd
 from tlsearch.errors import UserInputError
 
+
+def _flags_show_no_type() -> None:
+    """typer 0.29's rich help prints every flag with a value type, as if it took one (``--version <bool>``,
+    ``--help <bool>``, ``--data <bool>``); a flag takes no value, and click's own help shows none for it.
+    Options that take a value keep theirs (``--name <str>``)."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_flag_aware", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._flag_aware = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
 app = typer.Typer(
     name="tlsearch",
     help="Find the best transfer-learning strategy for ALIGNN materials-property models.",

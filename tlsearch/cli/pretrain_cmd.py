@@ -18,6 +18,8 @@ from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
+from tlsearch import _progress
+
 out = Console()
 
 
@@ -52,7 +54,7 @@ def pretrain_cmd(
     if not models:
         out.print(f"nothing to pre-train: every PT source of {spec} is a checkpoint")
         return
-    with out.status("checking the datasets ..."):
+    with _progress.status(out, "checking the datasets ..."):
         check_datasets(s, str(spec))
     out.print(f"{len(models)} PT model(s) for study {s.name!r} into {root}")
     keys = [_one(i, len(models), m) for i, m in enumerate(models, 1)]
@@ -73,16 +75,19 @@ def _one(i: int, n: int, m: Any) -> tuple[str, str]:
     epochs = cfg.pretrain.optim.epochs
     title = f"[{i}/{n}] {m.strategy}: {escape(m.label)} ({_arch(cfg)})"
     t0 = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                  TimeRemainingColumn(), console=out, transient=True) as bar:
-        task = bar.add_task(f"{title}: loading or pre-training", total=epochs, info="")
+    if _progress.is_plain(out):  # a log: a line per PT epoch (and one a minute), not a bar drawn at the end
+        entry = _plain_pretrain(cfg, title, epochs)
+    else:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
+                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                      TimeRemainingColumn(), console=out, transient=True) as bar:
+            task = bar.add_task(f"{title}: loading or pre-training", total=epochs, info="")
 
-        def on_epoch(em: Any, _trainer: Any) -> None:
-            bar.update(task, completed=em.epoch, description=f"{title}: pre-training",
-                       info=f"train loss {em.train_loss:.4f}  val MAE {em.val_mae:.4g}")
+            def on_epoch(em: Any, _trainer: Any) -> None:
+                bar.update(task, completed=em.epoch, description=f"{title}: pre-training",
+                           info=f"train loss {em.train_loss:.4f}  val MAE {em.val_mae:.4g}")
 
-        entry = pretrained_entry(cfg, on_epoch)
+            entry = pretrained_entry(cfg, on_epoch)
     secs = time.perf_counter() - t0
     if entry.hit:
         waited = f" after waiting {entry.wait_seconds:.0f}s for another process" if entry.wait_seconds > 1 else ""
@@ -92,3 +97,13 @@ def _one(i: int, n: int, m: Any) -> tuple[str, str]:
     out.print(f"{title}: trained {meta['epochs']} epochs on {meta['n_train']} structures in {secs:.1f}s, "
               f"best val MAE {meta['best_val']:.4g} (key {entry.key[:12]})")
     return entry.key, "trained"
+
+
+def _plain_pretrain(cfg: Any, title: str, epochs: int) -> Any:
+    """``pretrained_entry`` with plain progress lines (output that is not a terminal): one per PT epoch with its
+    losses, rate, elapsed time and ETA, and one a minute while an epoch (or the loading before the first) runs."""
+    from tlsearch.training.trial import pretrained_entry
+
+    lines = _progress.EpochLines(out, _progress.plain_text(title), epochs)
+    with _progress.heartbeat(lines.tick):
+        return pretrained_entry(cfg, lambda em, _trainer: lines.epoch(em))

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tlsearch import remote
+from tlsearch import _progress, remote
 from tlsearch.search.checks import check_datasets, check_environment, check_storage
 from tlsearch.search.spec import load_spec
 
@@ -30,7 +30,7 @@ def validate_cmd(
     check_environment(s, str(spec))
     check_storage(s, str(spec))
     if data:
-        with out.status("checking the datasets ..."):
+        with _progress.status(out, "checking the datasets ..."):
             check_datasets(s, str(spec))
     d = s.data
     named = [f"{t.name} ({t.label})" if t.name else t.label for t in d.ft_targets]
@@ -66,8 +66,10 @@ def run_cmd(
     check_environment(s, str(spec), address)
     check_storage(s, str(spec), storage)
     import_pretrained(s, str(spec))
-    with out.status("checking the datasets ..."):
-        data = check_datasets(s, str(spec))  # before Ray starts: a typo must not fail every trial
+    with _progress.status(out, "checking the datasets and building their graphs ..."):
+        # before Ray starts: a typo must not fail every trial; the graphs (the trials find them in the cache)
+        # because a structure whose graph fails is skipped by every trial, and the data line says so
+        data = check_datasets(s, str(spec), graphs=True)
     exp = Experiment.create(s, storage)
     _print_data(data, exp)
     if dirs:
@@ -81,7 +83,7 @@ def _warm_start(s, exp, dirs: list[str | Path]) -> None:  # noqa: ANN001
     """Import the earlier studies' finished trials that lie inside this space; say what was skipped and why."""
     from tlsearch.search.warm_start import import_trials
 
-    with out.status("warm start: reading the earlier studies ..."):
+    with _progress.status(out, "warm start: reading the earlier studies ..."):
         imported, skipped = import_trials(s, exp, dirs)
     out.print(f"warm start: {len(imported)} finished trial(s) imported from {len(dirs)} earlier stud"
               f"{'y' if len(dirs) == 1 else 'ies'} (not retrained; the search starts from them), {len(skipped)} "

@@ -154,7 +154,8 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
         if hasattr(scheduler, "relocate"):  # the experiment directory may have moved since it was created
             scheduler.relocate(str(exp.root / SH_STATE))
         return tuner
-    callbacks = [*tracking.callbacks(spec, exp, console), LiveView(spec.budget.trials, METRIC, console)]
+    callbacks = [*tracking.callbacks(spec, exp, console), LiveView(spec.budget.trials, METRIC, console,
+                                                                  spec.data.names(), spec.search.ft_size[0])]
     if exp.uri:  # first: a restored trial's earlier results come down before any other callback reads them
         from tlsearch.search._remote_sync import RemoteSync
 

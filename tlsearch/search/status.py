@@ -118,20 +118,31 @@ def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(done, key=lambda r: r["value"]) if done else None
 
 
+def condition_of(row: dict[str, Any]) -> tuple[str, Any]:
+    """A row's condition: (target, FT size), target "" in a single-target study. Trials are compared within a
+    condition only (the live view groups its best-so-far with this too)."""
+    return (row.get("target") or "", row["ft_size"])
+
+
+def best_by_condition(rows: list[dict[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
+    """The best ended trial of each condition that has one (conditions in ``best_lines``' order)."""
+    conds = sorted({condition_of(r) for r in rows if r.get("ft_size") is not None}, key=str)
+    found = {c: best([r for r in rows if r.get("ft_size") is not None and condition_of(r) == c]) for c in conds}
+    return {c: b for c, b in found.items() if b is not None}
+
+
 def best_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The best trial so far; with several FT sizes (or targets) the best per size (and target) only: their
     validation MAEs are not comparable (the smaller sample has the higher error whatever the strategy)."""
-    conds = sorted({(r.get("target") or "", r["ft_size"]) for r in rows if r.get("ft_size") is not None}, key=str)
+    conds = {condition_of(r) for r in rows if r.get("ft_size") is not None}
     if len(conds) <= 1:
         b = best(rows)
         return [f"best so far: trial {b['trial']} {b['strategy']} {b['details']} val MAE {b['val']}"] if b else []
     out = []
-    for target, size in conds:  # several targets too: a condition each, compared within itself only
-        bs = best([r for r in rows if r.get("ft_size") == size and (r.get("target") or "") == target])
-        if bs:
-            out.append(f"  best {f'for {target} ' if target else ''}at FT size {size}: trial {bs['trial']} "
-                       f"{bs['strategy']} {bs['details']} val MAE {bs['val']}"
-                       + (f", test MAE {bs['test']}" if bs["test"] else ""))
+    for (target, size), bs in best_by_condition(rows).items():  # several targets too: compared within itself only
+        out.append(f"  best {f'for {target} ' if target else ''}at FT size {size}: trial {bs['trial']} "
+                   f"{bs['strategy']} {bs['details']} val MAE {bs['val']}"
+                   + (f", test MAE {bs['test']}" if bs["test"] else ""))
     return out
 
 
