@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from tlsearch.analysis._selection import verdict
+from tlsearch.search.selection import verdict
 
 FREEZE_WORDS = {
     "all_unfrozen": "all layers retrained",
@@ -191,7 +191,7 @@ def by_size(trials: pl.DataFrame, target: str, names: dict[str, str] | None = No
 
 
 def selection_sentence(sel: dict[str, Any], names: dict[str, str] | None = None) -> str:
-    """How sure validation is of the leading family (:func:`tlsearch.analysis._selection.verdict`), in words."""
+    """How sure validation is of the leading family (:func:`tlsearch.search.selection.verdict`), in words."""
     n, unit = sel["cells"], sel["unit"]
     how = f"{n} paired validation {'cells (fold x repeat)' if unit == 'fold x repeat' else 'repeats'}"
     p = sel["p_best"]

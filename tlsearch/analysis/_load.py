@@ -21,6 +21,8 @@ from tlsearch.search.objectives import val_of
 from tlsearch.search.results import RayTrial, eval_maes, match_trials, read_ray_trials
 from tlsearch.search import dimensions as dims
 from tlsearch.search.space import resolve
+from tlsearch.search.racing import read_race
+from tlsearch.search.selection import merged_summary
 from tlsearch.search.spec import SearchSpec
 
 
@@ -31,9 +33,11 @@ def _predictions(trial_dir: Path) -> str | None:
 
 
 def _model_dir(trial_dir: Path) -> str | None:
-    """The checkpoint directory holding the trial's trained models (``model.pt``, ``model_repeat<i>.pt``): its
+    """The checkpoint directory holding the trial's trained models (``model.pt``, ``model_repeat<i>.pt``; per fold
+    ``model_fold<f>.pt``, ``model_repeat<i>_fold<f>.pt``): its
     final checkpoint, which ``tlsearch predict`` takes as a model directory."""
-    found = sorted(trial_dir.glob("checkpoint_*/model.pt"))
+    # repeat 0's model: model.pt, or fold 0's of a cross-validated trial (tlsearch.training.predict.model_file)
+    found = sorted([*trial_dir.glob("checkpoint_*/model.pt"), *trial_dir.glob("checkpoint_*/model_fold0.pt")])
     return str(found[-1].parent) if found else None
 
 
@@ -54,11 +58,13 @@ def _imported_row(spec: SearchSpec, t: Any) -> dict[str, Any]:
             "params": json.dumps(t.params, sort_keys=True)}
 
 
-def _row(spec: SearchSpec, t: Any, r: RayTrial | None) -> dict[str, Any]:
+def _row(spec: SearchSpec, t: Any, r: RayTrial | None, race: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     if IMPORTED_ATTR in t.user_attrs:
         return _imported_row(spec, t)
     v = resolve(spec, t.params)
     f = r.final if r else None
+    if f and r and (race or {}).get(r.trial_id):  # repeats racing added (search/racing.py)
+        f = merged_summary(f, race[r.trial_id])
     state = {"COMPLETE": "finished", "FAIL": "failed", "RUNNING": "running", "WAITING": "pending",
              "PRUNED": "stopped_early"}[t.state.name]
     if state == "finished" and f is None:  # no summary: the scheduler stopped it, or it errored (older experiments
@@ -133,7 +139,8 @@ def load_trials(exp: Experiment | str | Path) -> tuple[pl.DataFrame, pl.DataFram
     # a repeated suggestion answered from an earlier trial ran nothing: it is not a trial of the study
     trials = [t for t in trials if REUSED_ATTR not in t.user_attrs]
     matched = match_trials(trials, read_ray_trials(exp))
-    rows = [_row(spec, t, matched.get(t.number)) for t in trials]
+    race = read_race(exp.root)
+    rows = [_row(spec, t, matched.get(t.number), race) for t in trials]
     _costs(rows)
     hist = [{"trial": t.number, **{k: e.get(k) for k in HISTORY if k != "trial"}}
             for t in trials if t.number in matched for e in matched[t.number].epochs]

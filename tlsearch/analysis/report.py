@@ -126,9 +126,18 @@ def document(s: dict[str, Any], plots: dict[str, Path | None]) -> Doc:
     doc.h("Best strategy per FT size and family")
     for z in s["by_ft_size"]:
         doc.h(f"{_at(z, s, names)} ({z['n_train']} training structures, {z['finished_trials']} finished trials)", 3)
-        doc.table(["family", "trial", "configuration", "val MAE", "test MAE", "gain vs scratch", "R^2"],
-                  [[A.family_name(f["family"], names), f["trial"], A.describe(f, names), f["val_mae"], _pm(f), _gain(f),
-                    f["test_r2"]]
+        sel = z.get("selection") or {}
+        if sel.get("cells"):
+            folds = z["families"][0].get("cv_folds") or 1
+            how = (f"{folds}-fold cross-validation x {s['repeats']} repeat(s): validation MAE is out-of-fold over the "
+                   f"whole FT sample, test MAE the fold ensemble's" if folds > 1 else
+                   "one train/validation split per repeat")
+            doc.p(f"Selection: {how}. P(best) is each family's probability of being best under a paired bootstrap "
+                  f"over the {sel['cells']} validation cells ({sel['unit']}); a winner is named at >= "
+                  f"{sel['clear_at']:g}.")
+        doc.table(["family", "trial", "configuration", "val MAE", "P(best)", "test MAE", "gain vs scratch", "R^2"],
+                  [[A.family_name(f["family"], names), f["trial"], A.describe(f, names), f["val_mae"],
+                    "" if f.get("p_best") is None else f"{f['p_best']:.2f}", _pm(f), _gain(f), f["test_r2"]]
                    for f in z["families"]])
     doc.h("Freeze strategies (transfer trials, ranked by validation MAE)")
     for z in s["by_ft_size"]:

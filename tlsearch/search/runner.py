@@ -136,9 +136,7 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     # storage names is not deleted (a stopped driver's state restores every trial)
     defer_checkpoint_deletions()  # (serialize_experiment_syncs with it)
     # graphs and PT models live in the shared caches ($TLSEARCH_CACHE), so later studies reuse them
-    paths = {k: v for k, v in {"cache_dir": os.environ.get("TLSEARCH_CACHE", ""),
-                               "store_dir": spec.cluster.pt_store or ""}.items() if v}
-    fn = tune.with_parameters(trainable, spec=spec.model_dump(mode="json"), paths=paths)
+    fn = tune.with_parameters(trainable, spec=spec.model_dump(mode="json"), paths=_paths(spec))
     res = spec.resources
     fn = tune.with_resources(fn, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
     if restore:  # the run config (callbacks included) and the searcher come back from the experiment state
@@ -194,6 +192,13 @@ def _tuner(spec: SearchSpec, exp: Experiment, console: Console, restore: bool) -
     return Tuner(fn, tune_config=tune_config, run_config=run_config)
 
 
+def _paths(spec: SearchSpec) -> dict[str, str]:
+    """Where trials find graphs and PT models: the shared caches ($TLSEARCH_CACHE, the PT store), so later
+    studies reuse them."""
+    return {k: v for k, v in {"cache_dir": os.environ.get("TLSEARCH_CACHE", ""),
+                              "store_dir": spec.cluster.pt_store or ""}.items() if v}
+
+
 def _scheduling(spec: SearchSpec, searcher: Any, state_path: Path) -> tuple[Any, Any]:
     """The concurrency-limited searcher and the trial scheduler, from the registry by ``scheduler.type``
     (tlsearch/search/schedulers.py): early stopping per FT size (trials of different sizes have incomparable
@@ -224,6 +229,13 @@ def run_study(spec: SearchSpec, exp: Experiment, console: Console, address: str 
     exp.pull_tune()  # an experiment on an object store: the trials' files, for the report
     ended = {r.metrics.get("trial_id"): int(r.metrics.get("epoch") or 0) for r in results if r.metrics}
     _close_unfinished(spec, exp, console, ended, noted)
+    if spec.budget.race_repeats:
+        from tlsearch.search.racing import race
+
+        finals = [(r.metrics["trial_id"], dict(r.config), dict(r.metrics)) for r in results
+                  if r.metrics and r.metrics.get("final") and r.config]
+        race(spec, exp, console, finals, _paths(spec))
+        exp.pull_tune()
     return results
 
 

@@ -109,6 +109,9 @@ class Budget(_Strict):
     # k-fold cross-validation of each repeat's FT sample (every structure validated once; the delivered model is
     # the fold ensemble); 1: one 90/10 train/validation split; "auto": 5 folds up to 300 structures, else 1
     cv_folds: Annotated[int, Field(ge=1, le=20)] | Literal["auto"] = "auto"
+    # racing (search/racing.py): after the search, up to this many extra repeats for the best configuration of
+    # each family validation cannot separate from its condition's leader (0: no racing)
+    race_repeats: int = Field(0, ge=0, le=20)
 
 
 class Resources(_Strict):

@@ -158,7 +158,11 @@ def _summary(done: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str]) -> None:
+def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str],
+              race: list[dict[str, Any]] | None = None) -> None:
+    """One trial: repeats ``0 .. budget.repeats - 1`` of the sampled configuration ``config``; a race trial
+    (:mod:`tlsearch.search.racing`: ``config`` is ``{race_index: i}`` into ``race``) runs the later repeats its
+    block names of a finished trial's configuration."""
     from ray import tune
 
     from tlsearch.search.schedulers import checkpoint_epochs
@@ -168,6 +172,10 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
     from tlsearch.training.predict import model_file
 
     s = SearchSpec.model_validate(spec)
+    first, last = 0, s.budget.repeats
+    if race is not None and "race_index" in config:
+        config = dict(race[int(config["race_index"])])
+        first, last = config.pop("race_repeats")
     threads = max(1, int(math.floor(s.resources.cpus_per_trial)))
     trial_id = tune.get_context().get_trial_id() or "?"
     import ray
@@ -177,7 +185,7 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
     out = tempfile.mkdtemp(prefix="tls-out-")  # the finished repeats' models, the first repeat's predictions
     state = _load_checkpoint(out) or {}
     done: list[dict[str, Any]] = state.get("done", [])
-    start_repeat = len(done)
+    start_repeat = first + len(done)
     first_epochs = state.get("first_epochs", 0)
     fault = _failpoint(config)
     # checkpoint once `interval` s passed since the last one (or the start), and never spend more than ~5 % of
@@ -188,12 +196,12 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
     rung_epochs = checkpoint_epochs(s)
     spent = {"report_seconds": 0.0, "checkpoint_seconds": 0.0}  # this attempt's per-epoch reporting cost
     try:
-        for repeat in range(start_repeat, s.budget.repeats):
+        for repeat in range(start_repeat, last):
             cfg = train_config(s, config, repeat, cache_dir=paths.get("cache_dir"), store_dir=paths.get("store_dir"))
             rdir = os.path.join(out, f"repeat{repeat}")
             cfg = cfg.model_copy(update={"threads": threads, "output_dir": rdir})
             resume = state.get("trainer") if repeat == start_repeat else None
-            report_epochs = repeat == 0
+            report_epochs = repeat == first
 
             def on_epoch(m: Any, trainer: Any, repeat: int = repeat) -> None:
                 nonlocal fault, last_ckpt, ckpt_cost
@@ -223,7 +231,7 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
             result = train_trial(cfg, callback=on_epoch, resume=resume)
             if result.pretrain is not None:
                 (metrics["pt_hits"] if result.pretrain.store_hit else metrics["pt_trained"]).inc()
-            if repeat == 0:
+            if repeat == first:
                 first_epochs = len(result.history)
                 os.replace(os.path.join(rdir, "predictions.parquet"), os.path.join(out, "predictions.parquet"))
             for fold in [None] if result.folds == 1 else range(result.folds):
@@ -233,6 +241,6 @@ def trainable(config: dict[str, Any], spec: dict[str, Any], paths: dict[str, str
         summary = _summary(done)
         summary["epoch"] = first_epochs + 1  # one past the last epoch: ASHA's max_t leaves room for it
         summary.update(node_id=node_id, **spent)
-        _report(summary, {"done": done, "repeat": s.budget.repeats, "first_epochs": first_epochs}, files=_kept(out))
+        _report(summary, {"done": done, "repeat": last, "first_epochs": first_epochs}, files=_kept(out))
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tlsearch.analysis._analyse import selection_sentence
-from tlsearch.analysis._selection import CLEAR, cells, probability_best, verdict
+from tlsearch.search.selection import CLEAR, cells, probability_best, verdict
 
 
 def fam(name, per_fold, cost=None, folds=5):

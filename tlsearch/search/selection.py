@@ -72,24 +72,69 @@ def probability_best(rows: list[dict[str, Any]], n_boot: int = BOOTSTRAP, seed: 
 def verdict(families: list[dict[str, Any]]) -> dict[str, Any]:
     """What validation can say about a condition's families (each the family's best trial, as the report's entries:
     ``family``, ``val_mae``, cells, ``cost``): every family's ``p_best``, the ``leader`` (lowest mean validation MAE),
-    ``clear`` (its probability >= CLEAR), the ``tied`` families and the ``cheapest`` of them."""
+    ``clear`` (its probability >= CLEAR), the ``tied`` families and the ``cheapest`` of them.
+
+    Families are first compared on the cells all of them share; those that are not hopeless there (probability >=
+    TIED) are compared again on the cells *they* share, which racing may have extended beyond the others'."""
     rows = sorted(families, key=lambda e: e["val_mae"])
     pb = probability_best(rows)
     p = pb["p"]
+    if p is not None and len(rows) > 2:
+        keep = [i for i, v in enumerate(p) if v >= TIED]
+        sub = [rows[i] for i in keep]
+        pb2 = probability_best(sub)
+        if 1 < len(sub) < len(rows) and pb2["p"] is not None and pb2["cells"] > pb["cells"]:
+            p = [0.0 if i not in keep else pb2["p"][keep.index(i)] for i in range(len(rows))]
+            pb = {**pb2, "p": p}
     out: dict[str, Any] = {"cells": pb["cells"], "unit": pb["unit"], "clear_at": CLEAR, "tied_at": TIED,
                            "p_best": {r["family"]: (None if p is None else round(v, 4))
                                       for r, v in zip(rows, p or [None] * len(rows))}}
     if not rows:
         return {**out, "leader": None, "clear": False, "tied": [], "cheapest": None}
-    leader = rows[0]
+    # the leader: the most probably best (the lowest mean on the compared cells), else the lowest mean MAE
+    lead = 0 if p is None else max(range(len(rows)), key=lambda i: (p[i], -i))
+    leader = rows[lead]
     if p is None:
-        tied = [r for r in rows]
+        tied = list(rows)
         clear = len(rows) == 1
     else:
-        clear = p[0] >= CLEAR
+        clear = p[lead] >= CLEAR
         tied = [leader] if clear else [r for r, v in zip(rows, p) if v >= TIED or r is leader]
     costs = [r.get("cost") for r in tied]
     cheapest = min(tied, key=lambda r: (r.get("cost") is None, r.get("cost") or 0.0, r["val_mae"]))
     return {**out, "leader": leader["family"], "clear": bool(clear), "tied": [r["family"] for r in tied],
             "cheapest": cheapest["family"] if any(c is not None for c in costs) else None,
             "cheapest_trial": cheapest["trial"] if any(c is not None for c in costs) else None}
+
+
+def merged_summary(final: dict[str, Any], extra: list[dict[str, Any]]) -> dict[str, Any]:
+    """A trial's final summary with the repeats racing added (each ``extra`` is a race trial's final summary of
+    later repeats of the same configuration): per-repeat and per-(repeat, fold) lists extended in repeat order,
+    means and spreads over every repeat, epochs and compute added. The first trial's model directory stays the
+    delivered model (its repeats' fold ensemble)."""
+    import json
+    import statistics
+
+    def listed(d: dict[str, Any], key: str) -> list[Any]:
+        v = d.get(key)
+        return json.loads(v) if isinstance(v, str) else list(v or [])
+
+    out = dict(final)
+    parts = [final, *extra]
+    for key in ("val_mae_per_repeat", "test_mae_per_repeat", "val_mae_per_fold", "test_mae_per_fold"):
+        out[key] = json.dumps([x for d in parts for x in listed(d, key)])
+    for part in ("val", "test"):
+        vals = [x for d in parts for x in listed(d, f"{part}_mae_per_repeat")]
+        if vals:
+            out[f"{part}_mae"] = statistics.mean(vals)
+            out[f"{part}_mae_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        for key in ("rmse", "r2"):  # means over repeats, weighted by each part's repeats
+            pairs = [(d.get(f"{part}_{key}"), int(d.get("repeats") or 1)) for d in parts if d.get(f"{part}_{key}") is not None]
+            if pairs:
+                out[f"{part}_{key}"] = sum(v * n for v, n in pairs) / sum(n for _, n in pairs)
+    out["repeats"] = sum(int(d.get("repeats") or 0) for d in parts)
+    out["raced_repeats"] = sum(int(d.get("repeats") or 0) for d in extra)
+    for key in ("epochs_run", "wall_seconds", "ft_seconds", "ft_compute_seconds"):
+        if any(key in d for d in parts):
+            out[key] = sum(d.get(key) or 0 for d in parts)
+    return out
