@@ -34,6 +34,8 @@ TRIALS: dict[str, tuple[pl.DataType, str]] = {
     "imported_from": (pl.String, "warm start: '<experiment dir>#<trial>' this finished trial was imported from (its recorded results; not retrained), else null"),
     **_dimension_columns(),
     "repeats": (pl.Int64, "FT draws finished (different FT samples and seeds; repeat i uses seed + i in every trial)"),
+    "raced_repeats": (pl.Int64, "of those, the repeats racing added after the search (budget.race_repeats; their "
+                                "models are not in model_dir), else 0"),
     "val_mae": (pl.Float64, "the objective: validation MAE (mean over repeats; last epoch's for a trial stopped early)"),
     "val_mae_std": (pl.Float64, "std of validation MAE over repeats"),
     "test_mae": (pl.Float64, "held-out test MAE, mean over repeats (recorded, never used for selection)"),

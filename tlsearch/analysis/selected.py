@@ -20,7 +20,7 @@ from tlsearch.search.experiment import Experiment
 
 _METRICS = ("val_mae", "val_mae_std", "test_mae", "test_mae_std", "test_rmse", "test_r2", "val_mae_per_repeat",
             "test_mae_per_repeat", "cv_folds", "val_mae_per_fold", "test_mae_per_fold", "n_train", "n_val", "n_test",
-            "repeats", "epochs_run")
+            "repeats", "raced_repeats", "epochs_run")
 
 
 def commands(root: Path | str, size: str, target: str | None = None) -> dict[str, str]:

@@ -29,7 +29,7 @@ from tlsearch.search.space import Space, resolve, train_config
 from tlsearch.search.spec import SearchSpec
 
 # what an imported trial carries from the earlier trials.parquet row (the report's columns for a finished trial)
-RESULT_COLUMNS = ("repeats", "val_mae", "val_mae_std", "test_mae", "test_mae_std", "test_rmse", "test_r2",
+RESULT_COLUMNS = ("repeats", "raced_repeats", "val_mae", "val_mae_std", "test_mae", "test_mae_std", "test_rmse", "test_r2",
                   "val_mae_per_repeat", "test_mae_per_repeat", "cv_folds", "val_mae_per_fold", "test_mae_per_fold",
                   "eval_mae", "n_train", "n_val", "n_test",
                   "epochs_run", "pt_key", "pt_epochs", "pt_seconds", "pt_train_seconds", "pt_compute_seconds", "seconds",
