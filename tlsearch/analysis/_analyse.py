@@ -190,6 +190,12 @@ def by_size(trials: pl.DataFrame, target: str, names: dict[str, str] | None = No
     return out
 
 
+def short_family(family: str | None, names: dict[str, str] | None = None) -> str | None:
+    """A family with its data named as a reader sees them (:func:`short`): 'PT->FT(flla_2015/formation_energy...)'."""
+    parts = family_members(family)
+    return f"{parts[0]}({' + '.join(short(p, names) for p in parts[1])})" if parts else family
+
+
 def selection_sentence(sel: dict[str, Any], names: dict[str, str] | None = None) -> str:
     """How sure validation is of the leading family (:func:`tlsearch.search.selection.verdict`), in words."""
     n, unit = sel["cells"], sel["unit"]
@@ -200,7 +206,7 @@ def selection_sentence(sel: dict[str, Any], names: dict[str, str] | None = None)
     if any(v is None for v in p.values()):
         return (f"Validation has one value per configuration ({how}), so it cannot say how sure this choice is; "
                 "more repeats or budget.cv_folds would.")
-    fam = lambda f: family_name(f, names)  # noqa: E731
+    fam = lambda f: short_family(f, names)  # noqa: E731
     if sel["clear"]:
         return f"Validation backs this family: probability of being best {p[sel['leader']]:.2f} over {how}."
     tied = ", ".join(f"{fam(f)} {p[f]:.2f}" for f in sel["tied"])

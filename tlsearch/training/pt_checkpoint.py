@@ -141,8 +141,12 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
     path = Path(path)
     if not path.exists():
         raise _bad(path, "does not exist")
-    if path.is_dir() and (path / "model.pt").is_file() and not (path / "best_model.pt").is_file():
-        path = path / "model.pt"  # a tlsearch model directory (`tlsearch export`, `train -o`): its first model
+    first = next((path / n for n in ("model.pt", "model_fold0.pt") if (path / n).is_file()), None) \
+        if path.is_dir() else None
+    if first is not None and not (path / "best_model.pt").is_file():
+        # a tlsearch model directory (`tlsearch export`, `train -o`): its first model (repeat 0; fold 0 of a
+        # cross-validated one: every fold model of a repeat starts from the same weights and sees most of its sample)
+        path = first
     if path.is_dir() or path.suffix.lower() == ".zip" or (zipfile.is_zipfile(path) and not _is_torch_zip(path)):
         return _read_alignn(path)
     data = path.read_bytes()
