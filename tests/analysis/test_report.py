@@ -83,7 +83,11 @@ def test_tables_have_the_documented_schema_and_one_row_per_trial(study):
         assert r["repeats"] == 2 and math.isclose(r["test_mae"], statistics.mean(r["test_mae_per_repeat"]))
         assert math.isclose(r["test_mae_std"], statistics.stdev(r["test_mae_per_repeat"]))
         assert r["epochs_run"] <= 2 * r["max_epochs"] and r["ray_trial_id"]
-        assert (Path(r["model_dir"]) / "model.pt").is_file() and (Path(r["model_dir"]) / "model_repeat1.pt").is_file()
+        k = r["cv_folds"]  # the study's FT size is small: cross-validated (budget.cv_folds auto), one model per fold
+        assert k > 1 and len(r["val_mae_per_fold"]) == len(r["test_mae_per_fold"]) == 2 * k
+        assert math.isclose(r["val_mae"], statistics.mean(r["val_mae_per_repeat"]))
+        for name in [f"model_fold{f}.pt" for f in range(k)] + [f"model_repeat1_fold{f}.pt" for f in range(k)]:
+            assert (Path(r["model_dir"]) / name).is_file(), name
     assert t.filter(pl.col("state") != "finished")["model_dir"].null_count() == t.height - fin.height
     s = _summary(study)
     assert [(m["ft_size"], m["trial"]) for m in s["selected_models"]] == [(z["ft_size"], z["best"]["trial"])

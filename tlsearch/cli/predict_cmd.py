@@ -8,21 +8,28 @@ their reason, the rest are predicted.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+from tlsearch import _progress
 from tlsearch.errors import UserInputError
 
 out = Console()
 err = Console(stderr=True)
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 PROGRESS_MIN = 50  # structures: below this, no progress bar
+PLAIN_EVERY_S = 5.0  # stderr not a terminal: a progress line per stage this often
+BATCH = 64  # = tlsearch.training.predict.DEFAULT_BATCH (not imported here: that module imports torch)
+_WORDS = {"read": "reading structures", "graphs": "building graphs", "predict": "predicting"}
 _WHAT = ("give an experiment directory (the one `tlsearch run` printed) or a model directory (`tlsearch export` "
          "writes them; a finished trial's model_dir in trials.parquet is one too)")
 
@@ -61,22 +68,61 @@ def resolve_model(path: Path | str, ft_size: str | None,
     return p, None
 
 
-def _progress_bar() -> tuple[Progress, Any]:
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err, transient=True)
-    tasks: dict[str, Any] = {}
-    words = {"read": "reading structures", "graphs": "building graphs", "predict": "predicting (repeats)"}
+class _Rate(ProgressColumn):
+    """Structures per second of a progress bar's task."""
 
-    def update(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            if (total < PROGRESS_MIN) if stage != "predict" else not tasks:  # predict: as many as repeats
-                return
-            if not tasks:
-                bar.start()  # only once a stage is large enough: a small input prints no bar at all
-            tasks[stage] = bar.add_task(words.get(stage, stage), total=total)
-        bar.update(tasks[stage], completed=done, total=total)
+    def render(self, task: Any) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.1f} structures/s")
 
-    return bar, update
+
+class StageProgress:
+    """Progress of ``predict``'s stages (reading, graphs, inference) on ``console``: a bar with the rate
+    (structures/s) on a terminal; elsewhere (a log, a pipe) plain lines (:class:`tlsearch._progress.CountProgress`)
+    with the count, rate and ETA, one every ``every`` seconds and one at the end of the stage. A stage of fewer than
+    ``PROGRESS_MIN`` structures shows nothing. Afterwards :meth:`summary` gives the inference stage's rate."""
+
+    def __init__(self, console: Console, every: float = PLAIN_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.console, self.every, self.clock = console, every, clock
+        self.bar = None if _progress.is_plain(console) else Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn(),
+            console=console, transient=True)
+        self.shown: dict[str, Any] = {}  # stage -> its bar task id (terminal) or its CountProgress (plain)
+        self.started: dict[str, float] = {}
+        self.last: dict[str, tuple[int, float]] = {}  # stage -> (done, time) of its latest update
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = self.clock()
+        self.started.setdefault(stage, now)
+        self.last[stage] = (done, now)
+        if total < PROGRESS_MIN:
+            return
+        if self.bar is None:
+            if stage not in self.shown:  # step=1.0: lines by time (and the last one), not per 10 %
+                self.shown[stage] = _progress.CountProgress(self.console, _WORDS.get(stage, stage), step=1.0,
+                                                            clock=self.clock, every=self.every)
+            self.shown[stage](done, total)
+            return
+        if stage not in self.shown:
+            if not self.shown:
+                self.bar.start()  # only once a stage is large enough: a small input prints no bar at all
+            self.shown[stage] = self.bar.add_task(_WORDS.get(stage, stage), total=total)
+        self.bar.update(self.shown[stage], completed=done, total=total)
+
+    def summary(self, repeats: int, threads: int, batch_size: int) -> str | None:
+        """One line on the inference stage: structures, repeats, seconds, rate, threads and batch size."""
+        done, now = self.last.get("predict", (0, 0.0))
+        if not done:
+            return None
+        secs = now - self.started["predict"]
+        rate = f", {done / secs:,.1f} structures/s" if secs > 0 else ""
+        return (f"inference: {done} structure(s) x {repeats} repeat(s) in {secs:.1f} s{rate} ({threads} torch "
+                f"thread(s), batch {batch_size})")
+
+    def stop(self) -> None:
+        if self.bar is not None and self.bar.live.is_started:
+            self.bar.stop()
 
 
 def _print_table(frame: Any) -> None:
@@ -110,8 +156,16 @@ def predict_cmd(
                                                                 "model (dataset/property, its label or property)."),
     out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the predictions to FILE.csv or "
                                                                       "FILE.parquet (default: a table on stdout)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads for inference (default: the CPUs "
+                                                                  "this process may use, its CPU affinity, less those "
+                                                                  "other work keeps busy; at least 1)."),
+    batch_size: int = typer.Option(BATCH, "--batch-size", help="Structures per inference batch (default 64)."),
 ) -> None:
     """Predict a property for new structures with a study's selected model (mean and spread over its repeats)."""
+    from tlsearch.training.predict import default_threads, positive
+
+    threads = positive(threads, "--threads", default_threads()) if threads is not None else default_threads()
+    batch_size = positive(batch_size, "--batch-size", BATCH)
     fmt = FORMATS.get(out_file.suffix.lower()) if out_file is not None else None
     if out_file is not None and fmt is None:
         raise UserInputError(f"--out {out_file}: unknown file type {out_file.suffix or '(none)'!r}; fix: end the "
@@ -121,12 +175,14 @@ def predict_cmd(
 
     ens = load_model(model_dir)
     err.print(escape(_describe(model_dir, sel, ens)), highlight=False, soft_wrap=True)
-    bar, update = _progress_bar()
+    progress = StageProgress(err)
     try:
-        pred = ens.predict_from(structures, progress=update)
+        pred = ens.predict_from(structures, progress=progress, threads=threads, batch_size=batch_size)
     finally:
-        if bar.live.is_started:
-            bar.stop()
+        progress.stop()
+    line = progress.summary(len(ens.members), threads, batch_size)
+    if line:
+        err.print(line, highlight=False, soft_wrap=True)
     for note in pred.notes:
         err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
     if pred.skipped:
@@ -149,7 +205,8 @@ def predict_cmd(
     if mae is not None:
         per = ", ".join(f"{pred.mae(r):.4g}" for r in range(pred.per_repeat.shape[1]))
         err.print(f"MAE vs the true values ({escape(pred.value_source)}, {pred.n_true()} structures): {mae:.4g} "
-                  f"(ensemble mean; per repeat: {per})", highlight=False, soft_wrap=True)
+                  f"(ensemble mean; per {'model (repeat x fold)' if any('fold' in m for m in pred.members) else 'repeat'}: "
+                  f"{per})", highlight=False, soft_wrap=True)
 
 
 def export_cmd(

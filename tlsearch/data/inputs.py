@@ -181,22 +181,32 @@ def loose_key(atoms: Any) -> bytes:
     return hashlib.sha256(repr((lat.tolist(), rows)).encode()).digest()
 
 
+def _in_test_set(target: str, prop: str, test_fraction: float, split_seed: int,
+                 cache: str | Path | None) -> dict[bytes, bool] | str:
+    """Every structure of the target dataset that has ``prop`` (by :func:`loose_key`): True when it is in the
+    held-out test set, taken exactly as training takes it (as :func:`tlsearch.prepared.load_split` does: the
+    records with a finite ``prop``, split by id); the reason as a string when the dataset cannot be read here."""
+    from tlsearch.data._registry import load_dataset
+    from tlsearch.data.splits import split_pool
+
+    try:
+        ds = load_dataset(target, cache=cache).with_property(prop)
+    except UserInputError as exc:
+        return str(exc)
+    split = split_pool(ds.ids, test_fraction, split_seed)
+    test = np.zeros(len(ds), dtype=bool)
+    test[split.test] = True  # split.test holds record indices, not ids
+    return {loose_key(r.atoms): bool(t) for r, t in zip(ds.records, test)}
+
+
 def training_overlap(atoms: list[Any], target: str, prop: str, test_fraction: float, split_seed: int,
                      cache: str | Path | None = None) -> str | None:
     """A note when structures to predict are in the model's target dataset: outside its held-out test set the
     model may have trained on them (its FT samples are drawn there), so their errors are no test of it. None
     when there is no overlap; a note saying so when the target dataset cannot be read here."""
-    from tlsearch.data._registry import load_dataset
-    from tlsearch.data.splits import split_pool
-
-    try:
-        ds = load_dataset(target, cache=cache)
-    except UserInputError as exc:
-        return f"not checked whether these structures were in the model's training data ({target}: {exc})"
-    values = ds.values(prop) if prop in ds.properties else np.full(len(ds), np.nan)
-    usable = [r for r, v in zip(ds.records, values) if np.isfinite(v)]
-    test = set(split_pool([r.id for r in usable], test_fraction, split_seed).test) if usable else set()
-    where = {loose_key(r.atoms): r.id in test for r in usable}
+    where = _in_test_set(target, prop, test_fraction, split_seed, cache)
+    if isinstance(where, str):
+        return f"not checked whether these structures were in the model's training data ({target}: {where})"
     hits = [where[k] for k in map(loose_key, atoms) if k in where]
     n_test, n_pool = sum(hits), len(hits) - sum(hits)
     if not hits:

@@ -23,7 +23,7 @@ from typing import Any
 from tlsearch import __version__
 from tlsearch._io import file_sha256, write_atomic
 from tlsearch.errors import UserInputError
-from tlsearch.training.predict import INFO_FILE, Ensemble, load_model
+from tlsearch.training.predict import INFO_FILE, Ensemble, load_model, member_label
 
 FORMAT = "tlsearch-export-v1"
 
@@ -38,7 +38,7 @@ def _repeats(ens: Ensemble) -> list[dict[str, Any]]:
     out = []
     for m in ens.members:
         cfg = m.config.model_copy(update={"output_dir": None, "threads": None})
-        out.append({"file": m.path.name, "sha256": file_sha256(m.path), "seed": cfg.seed,
+        out.append({"file": m.path.name, "member": member_label(m.path), "sha256": file_sha256(m.path), "seed": cfg.seed,
                     "sample_seed": cfg.train.sample_seed, "scaler": m.scaler.to_dict(),
                     "config": cfg.model_dump(mode="json")})
     return out
@@ -56,7 +56,8 @@ def model_info(sel: dict[str, Any], ens: Ensemble) -> dict[str, Any]:
     """``model.json`` of an export: ``sel`` is the analysis' selection entry (tlsearch.analysis.selected)."""
     cfg = ens.config
     metrics = {k: sel.get(k) for k in ("val_mae", "val_mae_std", "test_mae", "test_mae_std", "test_rmse", "test_r2",
-                                       "val_mae_per_repeat", "test_mae_per_repeat", "n_train", "n_val", "n_test")}
+                                       "val_mae_per_repeat", "test_mae_per_repeat", "cv_folds", "val_mae_per_fold",
+                                       "test_mae_per_fold", "n_train", "n_val", "n_test")}
     return {"format": FORMAT, "tlsearch_version": __version__, "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "property": cfg.target.property, "target": sel["target"], "target_name": sel["target_name"],
             "ft_size": sel["ft_size"], "experiment": sel["experiment"], "experiment_dir": sel["directory"],
@@ -64,7 +65,7 @@ def model_info(sel: dict[str, Any], ens: Ensemble) -> dict[str, Any]:
             "strategy": sel["strategy"], "configuration": sel["configuration"], "selection": sel["selection"],
             "source_model_dir": sel.get("model_location") or sel["model_dir"], "metrics": metrics, "pt": _lineage(sel, ens),
             "graph": cfg.graph.model_dump(mode="json"), "model": cfg.model.model_dump(mode="json"),
-            "test_fraction": cfg.test_fraction, "split_seed": cfg.split_seed, "repeats_trained": sel.get("repeats"),
+            "test_fraction": cfg.test_fraction, "split_seed": cfg.split_seed, "repeats_trained": (sel.get("repeats") or 0) - (sel.get("raced_repeats") or 0) or sel.get("repeats"),
             "repeats": _repeats(ens)}
 
 
@@ -78,13 +79,17 @@ def _mae(m: dict[str, Any], part: str) -> str:
 def model_card(info: dict[str, Any], directory: Path) -> str:
     """README.md of an exported model: what it predicts, on which data, expected error, how to use it."""
     m, a, g, pt = info["metrics"], info["model"], info["graph"], info["pt"]
-    n_rep = len(info["repeats"])
+    members = info["repeats"]
+    n_rep = len({r.get("sample_seed") for r in members})  # a cross-validated repeat has one file per fold
+    folds = int(m.get("cv_folds") or 1)
     d = str(directory)
+    what = (f"{n_rep} repeat(s) x {folds} fold models ({len(members)} models; each fold model trained on the other "
+            f"folds of its repeat's FT sample)" if folds > 1 else f"{n_rep} repeat(s)")
     lines = [
         f"# {info['target_name']}: ALIGNN model from study `{info['experiment']}` (FT size {info['ft_size']})", "",
         f"Predicts **{info['property']}** (target `{info['target']}`, in that data's units) from a crystal structure "
         f"with an ALIGNN graph neural network ({a['backend']} backend, {a['alignn_layers']} ALIGNN + {a['gcn_layers']} "
-        f"GCN layers, hidden {a['hidden_features']}), as an ensemble of {n_rep} repeat(s): the prediction is their "
+        f"GCN layers, hidden {a['hidden_features']}), as an ensemble of {what}: the prediction is their "
         "mean, their standard deviation a spread.", "",
         *([f"Only {n_rep} of the {info['repeats_trained']} repeats kept their weights (an older tlsearch kept the "
            "first only); the metrics below are over all of them.", ""]
@@ -94,7 +99,8 @@ def model_card(info: dict[str, Any], directory: Path) -> str:
         f"- selection: {info['selection']} (the test set never selects)",
         f"- fine-tuning data: {m['n_train']} training and {m['n_val']} validation structures of `{info['target']}` per "
         f"repeat (each repeat draws its own sample of {info['ft_size']}; seeds "
-        f"{', '.join(str(r['sample_seed']) for r in info['repeats'])})",
+        f"{', '.join(str(x) for x in dict.fromkeys(r['sample_seed'] for r in info['repeats']))})"
+        + (f"; {folds}-fold cross-validation: validation MAE is out-of-fold over the whole sample" if folds > 1 else ""),
         f"- held-out test set: {m['n_test']} structures (test fraction {info['test_fraction']}, split seed "
         f"{info['split_seed']}), never trained on",
     ]
@@ -110,6 +116,8 @@ def model_card(info: dict[str, Any], directory: Path) -> str:
         "| set | MAE (mean +/- std over repeats) | per repeat |", "|---|---|---|",
         f"| validation | {_mae(m, 'val')} | {', '.join(f'{x:.4g}' for x in m['val_mae_per_repeat'] or [])} |",
         f"| held-out test | {_mae(m, 'test')} | {', '.join(f'{x:.4g}' for x in m['test_mae_per_repeat'] or [])} |",
+        *([f"| held-out test, each fold model alone | | {', '.join(f'{x:.4g}' for x in m['test_mae_per_fold'])} |"]
+          if folds > 1 and m.get("test_mae_per_fold") else []),
         "", f"Test RMSE {m['test_rmse']:.4g}, R^2 {m['test_r2']:.3f} (means over repeats). Expect errors like these on "
         f"structures like `{info['target']}`; far from it (other chemistries, other structure types) the error is "
         "unknown, and a large spread over the repeats is a warning sign.", "",
@@ -121,7 +129,8 @@ def model_card(info: dict[str, Any], directory: Path) -> str:
         "table = pred.to_frame()  # id, y_pred, y_std, y_true/abs_error (when known), y_pred_repeat<i>, skipped",
         "```", "",
         "## Files", "",
-        "- `model.pt`, `model_repeat<i>.pt`: one per repeat (weights, target scaler and TrainConfig; loaded with "
+        "- `model.pt`, `model_repeat<i>.pt` (cross-validated: `model_fold<f>.pt`, `model_repeat<i>_fold<f>.pt`): one "
+        "per repeat and fold (weights, target scaler and TrainConfig; loaded with "
         "`torch.load(weights_only=True)`, so they cannot run code)",
         "- `model.json`: everything above, with each repeat's TrainConfig, scaler and sha256",
         "- `predictions.parquet`: the first repeat's validation and test predictions (when kept)",

@@ -10,47 +10,103 @@ trial's final checkpoint directory (``model_dir`` in trials.parquet) or a direct
     pred = model.predict_from("my_structures/")      # a folder, a structure file or a dataset reference
     pred.to_frame()                                  # id, y_pred (mean over repeats), y_std, ... per structure
 
-Graphs are built with the models' own graph settings (through the graph cache); structures without a usable graph
-are returned in ``skipped`` with their reason, the rest are predicted by every repeat.
+Graphs are built with the models' own graph settings (through the graph cache in ``$TLSEARCH_CACHE``: a second call
+on the same structures builds none); structures without a usable graph are returned in ``skipped`` with their reason,
+the rest are predicted by every repeat. Inference runs under ``torch.inference_mode`` in batches of ``batch_size``
+structures (each batch is assembled once and run through every repeat) on ``threads`` torch threads: by default the
+CPUs this process may use (its affinity) that other work leaves free (:func:`default_threads`), so that its threads do
+not spin against other processes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+import torch
 
 from tlsearch.data import Skipped
 from tlsearch.errors import UserInputError
 from tlsearch.graphs import GraphCache
 from tlsearch.training.checkpoint import load_checkpoint
 from tlsearch.training.config import TrainConfig
-from tlsearch.training.engine import Stepper, pick_device
+from tlsearch.training.engine import bf16_supported, pick_device
 from tlsearch.training.model import PropertyModel
 from tlsearch.training.tasks import Scaler, Task
 
-MODEL_FILE = re.compile(r"model(?:_repeat(\d+))?\.pt")
+MODEL_FILE = re.compile(r"model(?:_repeat(\d+))?(?:_fold(\d+))?\.pt")
 INFO_FILE = "model.json"
-Progress = Callable[[str, int, int], None]  # (stage, done, total): stage "graphs" or "predict"
+# (stage, done, total): stage "read" and "graphs" count structures, "predict" structures run through every repeat
+Progress = Callable[[str, int, int], None]
+DEFAULT_BATCH = 64  # structures per inference batch (training uses 16: inference keeps no activations for backward)
 
 
-def model_file(repeat: int) -> str:
-    """The name of a repeat's model file in a model directory."""
-    return "model.pt" if repeat == 0 else f"model_repeat{repeat}.pt"
+def default_threads() -> int:
+    """Torch threads that fit the CPUs this process has: its CPU affinity (a container's or ``taskset``'s share),
+    less the CPUs other work keeps busy (the 1-minute load average against the machine's CPU count), at least 1.
+    Threads beyond the free CPUs cost far more than they bring: OpenMP threads spin at every barrier while one of
+    them waits for a core (2 threads beside ~6 busy processes on 2 cores: 16x the CPU time, 8-18x the wall time of 1
+    thread, ``benchmarks/predict.py``). On an idle machine this is the affinity."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS has no affinity call
+        cpus = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - no load average on this platform
+        busy = 0.0
+    free = (os.cpu_count() or cpus) - busy
+    return max(1, min(cpus, int(free + 0.5)))
+
+
+def positive(value: Any, name: str, example: int) -> int:
+    """``value`` when it is a whole number >= 1; else a :class:`UserInputError` naming ``name`` (the option or
+    argument the user gave it with) with ``example`` as a good value."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserInputError(f"{name} {value!r}: must be a whole number >= 1; fix: give e.g. {name} {example}")
+    return value
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block on ``n`` torch intra-op threads, then restore the caller's setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def model_file(repeat: int, fold: int | None = None) -> str:
+    """The name of a repeat's model file in a model directory (of fold ``fold`` of a cross-validated trial):
+    ``model.pt``, ``model_repeat<r>.pt``, ``model_fold<f>.pt`` (repeat 0), ``model_repeat<r>_fold<f>.pt``."""
+    name = "model" + (f"_repeat{repeat}" if repeat else "") + (f"_fold{fold}" if fold is not None else "")
+    return name + ".pt"
 
 
 def model_files(directory: str | Path) -> list[Path]:
-    """The model files of a model directory, by repeat; empty when it is not one."""
+    """The model files of a model directory, by repeat then fold; empty when it is not one."""
     directory = Path(directory)
-    found = [(int(m.group(1) or 0), p) for p in (directory.iterdir() if directory.is_dir() else [])
+    found = [((int(m.group(1) or 0), int(m.group(2) or 0)), p)
+             for p in (directory.iterdir() if directory.is_dir() else [])
              if (m := MODEL_FILE.fullmatch(p.name)) and p.is_file()]
     return [p for _, p in sorted(found)]
+
+
+def member_label(path: Path) -> str:
+    """``repeat<r>`` or ``repeat<r>_fold<f>``: which member of the ensemble a model file is."""
+    m = MODEL_FILE.fullmatch(path.name)
+    r, f = (int(m.group(1) or 0), m.group(2)) if m else (0, None)
+    return f"repeat{r}" + (f"_fold{f}" if f is not None else "")
 
 
 @dataclass
@@ -77,6 +133,8 @@ class Prediction:
     y: np.ndarray | None = None
     value_source: str = ""
     notes: list[str] = field(default_factory=list)
+    # which member each column of ``per_repeat`` is (``repeat<r>`` or, cross-validated, ``repeat<r>_fold<f>``)
+    members: list[str] = field(default_factory=list)
 
     def mae(self, repeat: int | None = None) -> float | None:
         """MAE of the ensemble mean (or of one repeat) over the structures with a true value; None without any."""
@@ -101,7 +159,8 @@ class Prediction:
             cols["y_true"] = y + pad
             cols["abs_error"] = [None if t is None else abs(p - t) for p, t in zip(self.mean.tolist(), y)] + pad
         for r in range(self.per_repeat.shape[1]):
-            cols[f"y_pred_repeat{r}"] = [*self.per_repeat[:, r].tolist(), *pad]
+            label = self.members[r] if r < len(self.members) else f"repeat{r}"
+            cols[f"y_pred_{label}"] = [*self.per_repeat[:, r].tolist(), *pad]
         cols["skipped"] = [None] * n + [f"{s.reason}: {s.detail}" if s.detail else s.reason for s in self.skipped]
         return pl.DataFrame(cols, schema={c: pl.String if c in ("id", "skipped") else pl.Float64 for c in cols})
 
@@ -121,40 +180,63 @@ class Ensemble:
         return self.config.target.property
 
     def predict(self, atoms: Sequence[Any], ids: Sequence[str] | None = None, *, cache: str | Path | None = None,
-                device: str = "auto", progress: Progress | None = None) -> Prediction:
-        """Predict ``atoms`` (jarvis Atoms; ``ids`` default to their positions) with every repeat."""
+                device: str = "auto", progress: Progress | None = None, threads: int | None = None,
+                batch_size: int = DEFAULT_BATCH) -> Prediction:
+        """Predict ``atoms`` (jarvis Atoms; ``ids`` default to their positions) with every repeat, on ``threads``
+        torch threads (default :func:`default_threads`) in batches of ``batch_size`` structures."""
+        threads = positive(threads, "threads", default_threads()) if threads is not None else default_threads()
+        batch_size = positive(batch_size, "batch_size", DEFAULT_BATCH)
         ids = [str(i) for i in (ids if ids is not None else range(len(atoms)))]
         r = len(self.members)
         if not atoms:
-            return Prediction(self.property, [], np.zeros(0), np.zeros(0), np.zeros((0, r)))
+            return Prediction(self.property, [], np.zeros(0), np.zeros(0), np.zeros((0, r)),
+                              members=[member_label(m.path) for m in self.members])
         cfg = self.config
-        gs = GraphCache(cfg.graph.params(), root=cache).get(
+        gs = GraphCache(cfg.graph.params(), root=cache, workers=threads).get(
             list(atoms), progress=(lambda d, t: progress("graphs", d, t)) if progress else None)
         ok = np.flatnonzero(gs.row >= 0)
         skipped = [Skipped(ids[i], reason, detail) for i, (reason, detail) in sorted(gs.failures.items())]
         task = Task(gs.pack, gs.row[ok], np.full((len(ok), 1), np.nan), [ids[i] for i in ok], (self.property,),
                     cfg.graph.atom_features)
         dev = pick_device(device if device != "auto" else cfg.device)
-        per = np.zeros((len(ok), r))
-        for j, m in enumerate(self.members):
-            if len(ok):
-                o = m.config.train.optim
-                per[:, j] = Stepper(m.model, task, m.scaler, o.loss, o.batch_size, dev, m.config.amp).predict(
-                    np.arange(len(ok)))[:, 0]
-            if progress:
-                progress("predict", j + 1, r)
+        with torch_threads(threads):
+            per = self._infer(task, dev, batch_size, progress)
         std = per.std(axis=1, ddof=1) if r > 1 else np.zeros(len(ok))
-        return Prediction(self.property, task.ids, per.mean(axis=1), std, per, skipped)
+        return Prediction(self.property, task.ids, per.mean(axis=1), std, per, skipped,
+                          members=[member_label(m.path) for m in self.members])
+
+    def _infer(self, task: Task, dev: torch.device, batch_size: int, progress: Progress | None) -> np.ndarray:
+        """(structures, repeats) predictions in physical units: each batch is assembled once (outside inference
+        mode: the cached feature table must stay a normal tensor) and run through every repeat."""
+        n, runs = len(task), [_Runner(m, dev) for m in self.members]
+        per = np.zeros((n, len(runs)))
+        if progress:
+            progress("predict", 0, n)  # the stage's clock starts here, not after its first batch
+        for start in range(0, n, batch_size):
+            idx = np.arange(start, min(n, start + batch_size))
+            g, lg = task.batch(idx)
+            if dev.type != "cpu":
+                g, lg = g.to(dev), lg.to(dev)
+            for j, run in enumerate(runs):
+                per[idx, j] = run(g, lg)
+            if progress:
+                progress("predict", int(idx[-1]) + 1, n)
+        return per
 
     def predict_from(self, source: str | Path, *, cache: str | Path | None = None, device: str = "auto",
-                     progress: Progress | None = None) -> Prediction:
+                     progress: Progress | None = None, threads: int | None = None,
+                     batch_size: int = DEFAULT_BATCH) -> Prediction:
         """Predict the structures of a folder, a structure file or a dataset reference (see
-        :func:`tlsearch.data.inputs.read_structures`); entries that cannot be read are in ``skipped``."""
+        :func:`tlsearch.data.inputs.read_structures`); entries that cannot be read are in ``skipped``. ``threads``
+        and ``batch_size`` as in :meth:`predict`."""
         from tlsearch.data.inputs import read_structures
 
+        threads = positive(threads, "threads", default_threads()) if threads is not None else None
+        batch_size = positive(batch_size, "batch_size", DEFAULT_BATCH)
         found = read_structures(source, self.property, cache,
                                 progress=(lambda d, t: progress("read", d, t)) if progress else None)
-        pred = self.predict(found.atoms, found.ids, cache=cache, device=device, progress=progress)
+        pred = self.predict(found.atoms, found.ids, cache=cache, device=device, progress=progress, threads=threads,
+                            batch_size=batch_size)
         if found.y is not None:
             keep = {rid: k for k, rid in enumerate(found.ids)}
             pred.y = np.asarray([found.y[keep[i]] for i in pred.ids], dtype=np.float64)
@@ -168,6 +250,23 @@ class Ensemble:
         if overlap:
             pred.notes.append(overlap)
         return pred
+
+
+class _Runner:
+    """One repeat's model ready for inference on ``dev``: eval mode, bf16 autocast where its config asked for it
+    and the hardware has it (as in training), outputs in physical units."""
+
+    def __init__(self, m: Member, dev: torch.device) -> None:
+        self.model, self.scaler = m.model.to(dev).eval(), m.scaler
+        dgl = getattr(getattr(m.model, "spec", None), "backend", "") == "dgl"  # DGL kernels have no bf16
+        self.amp = m.config.amp and bf16_supported(dev) and not dgl
+        self.dev = dev
+
+    def __call__(self, g: Any, lg: Any) -> np.ndarray:
+        amp = torch.autocast(self.dev.type, dtype=torch.bfloat16) if self.amp else nullcontext()
+        with torch.inference_mode(), amp:
+            out = self.model(g, lg).float()
+        return self.scaler.inverse(out.cpu().numpy())[:, 0]
 
 
 def _member(path: Path) -> Member:
