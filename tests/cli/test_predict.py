@@ -406,3 +406,31 @@ def test_the_cli_batch_default_is_the_library_default():
     from tlsearch.training.predict import DEFAULT_BATCH
 
     assert BATCH == DEFAULT_BATCH
+
+
+_FAULTS = """
+import resource, sys, torch
+from tlsearch.training.predict import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "keep" else None
+torch.ones(16 << 20).sum()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    torch.ones(16 << 20).sum()  # 64 MB, freed at once: an activation of a large batch
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_keep_freed_memory_stops_page_faulting_every_large_activation_in_again():
+    """issue 26.1's system time: glibc unmaps every freed block above its mmap threshold, so each batch's large
+    tensors were page-faulted in (and zeroed by the kernel) again; `tlsearch predict` keeps them for reuse."""
+    import subprocess
+    import sys
+
+    faults = {}
+    for mode in ("default", "keep"):
+        proc = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        applied, n = proc.stdout.split()
+        faults[mode] = int(n)
+    assert applied == "True"
+    assert faults["default"] > 10 * 16000 and faults["keep"] < faults["default"] / 10, faults

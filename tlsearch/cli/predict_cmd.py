@@ -162,7 +162,7 @@ def predict_cmd(
     batch_size: int = typer.Option(BATCH, "--batch-size", help="Structures per inference batch (default 64)."),
 ) -> None:
     """Predict a property for new structures with a study's selected model (mean and spread over its repeats)."""
-    from tlsearch.training.predict import default_threads, positive
+    from tlsearch.training.predict import default_threads, keep_freed_memory, positive
 
     threads = positive(threads, "--threads", default_threads()) if threads is not None else default_threads()
     batch_size = positive(batch_size, "--batch-size", BATCH)
@@ -175,6 +175,7 @@ def predict_cmd(
 
     ens = load_model(model_dir)
     err.print(escape(_describe(model_dir, sel, ens)), highlight=False, soft_wrap=True)
+    keep_freed_memory()  # this process ends after predicting: freed activations stay in the heap for reuse
     progress = StageProgress(err)
     try:
         pred = ens.predict_from(structures, progress=progress, threads=threads, batch_size=batch_size)

@@ -75,6 +75,27 @@ def positive(value: Any, name: str, example: int) -> int:
     return value
 
 
+def keep_freed_memory() -> bool:
+    """Let this process reuse the memory of freed tensors instead of handing it back to the OS after every op.
+
+    glibc serves blocks above its mmap threshold (at most 32 MB) with fresh mappings and unmaps them when they are
+    freed, so each batch's large activations (line-graph edges x hidden features) are page-faulted in and zeroed by
+    the kernel again: on 1 thread that was 40-55 % of the CPU time of inference at batch 64-128, all of it system
+    time (``benchmarks/predict.py``), and made large batches slower than small ones. Raising the mmap and trim
+    thresholds keeps such blocks in the heap for reuse. Process-wide and for good, so `tlsearch predict` (whose
+    process ends after predicting) calls it; a long-lived Python process may call it too. True when applied (glibc),
+    False where there is no ``mallopt``."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return False
+    m_trim_threshold, m_mmap_threshold, limit = -1, -3, 1 << 30
+    return bool(mallopt(m_mmap_threshold, limit)) and bool(mallopt(m_trim_threshold, limit))
+
+
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Run the block on ``n`` torch intra-op threads, then restore the caller's setting."""
