@@ -53,8 +53,8 @@ def default_threads() -> int:
     """Torch threads that fit the CPUs this process has: its CPU affinity (a container's or ``taskset``'s share),
     less the CPUs other work keeps busy (the 1-minute load average against the machine's CPU count), at least 1.
     Threads beyond the free CPUs cost far more than they bring: OpenMP threads spin at every barrier while one of
-    them waits for a core (2 threads beside ~6 busy processes on 2 cores: 16x the CPU time, 8-18x the wall time of 1
-    thread, ``benchmarks/predict.py``). On an idle machine this is the affinity."""
+    them waits for a core (2 threads on 2 cores beside other work: 6-16x the CPU time and 5-18x the wall time of 1
+    thread; docs/benchmarks.md, "`predict` speed"). On an idle machine this is the affinity."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS has no affinity call
@@ -80,10 +80,10 @@ def keep_freed_memory() -> bool:
 
     glibc serves blocks above its mmap threshold (at most 32 MB) with fresh mappings and unmaps them when they are
     freed, so each batch's large activations (line-graph edges x hidden features) are page-faulted in and zeroed by
-    the kernel again: on 1 thread that was 40-55 % of the CPU time of inference at batch 64-128, all of it system
-    time (``benchmarks/predict.py``), and made large batches slower than small ones. Raising the mmap and trim
-    thresholds keeps such blocks in the heap for reuse. Process-wide and for good, so `tlsearch predict` (whose
-    process ends after predicting) calls it; a long-lived Python process may call it too. True when applied (glibc),
+    the kernel again: on 1 thread that was 35-40 % of the CPU time of inference at batch 64 and 57 % at 128, all of
+    it system time (``benchmarks/predict.py``), and it made large batches slower than small ones. Raising the mmap
+    and trim thresholds keeps such blocks in the heap for reuse. Process-wide and for good, so `tlsearch predict`
+    (whose process ends after predicting) calls it; a long-lived Python process may call it too. True when applied,
     False where there is no ``mallopt``."""
     import ctypes
     import ctypes.util
