@@ -141,8 +141,10 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
     path = Path(path)
     if not path.exists():
         raise _bad(path, "does not exist")
-    first = next((path / n for n in ("model.pt", "model_fold0.pt") if (path / n).is_file()), None) \
-        if path.is_dir() else None
+    from tlsearch.training.predict import model_files  # the one rule for a model directory's file names
+
+    members = model_files(path)  # by repeat, then fold: the first is repeat 0 (its fold 0 when cross-validated)
+    first = members[0] if members else None
     if first is not None and not (path / "best_model.pt").is_file():
         # a tlsearch model directory (`tlsearch export`, `train -o`): its first model (repeat 0; fold 0 of a
         # cross-validated one: every fold model of a repeat starts from the same weights and sees most of its sample)
